@@ -1,0 +1,1 @@
+"""Classifier service: five fold models on TF Serving, majority vote."""

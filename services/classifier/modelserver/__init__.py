@@ -1,0 +1,1 @@
+"""A local stand-in for tensorflow_model_server: same gRPC API, same models.config."""

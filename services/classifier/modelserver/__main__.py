@@ -1,0 +1,44 @@
+"""Local TF Serving stand-in: python -m services.classifier.modelserver
+
+Speaks tensorflow.serving.PredictionService and ModelService on PORT (default 8500, TF
+Serving's gRPC port), serving the SavedModels listed in MODEL_CONFIG_FILE (the same
+models.config the tensorflow/serving image reads). Production runs the real image instead;
+the classifier's client code is the same for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from services.classifier.modelserver.config import read_config
+from services.classifier.modelserver.servicer import LoadedModel, ModelServer, load_model
+from services.common.config import env_int, env_str
+from services.common.server import ServiceSpec, run
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIG = Path(env_str("MODEL_CONFIG_FILE", str(ROOT / "models" / "models.config")))
+MODELS_ROOT = env_str("MODELS_ROOT", "")
+models: dict[str, LoadedModel] = {}
+server = ModelServer(models, env_int("MODEL_SERVER_WORKERS", 2))
+
+
+async def register(grpc_server: grpc.aio.Server) -> Sequence[str]:
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(server, grpc_server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(server, grpc_server)
+    return ["tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"]
+
+
+async def warmup() -> None:
+    entries = read_config(CONFIG, Path(MODELS_ROOT) if MODELS_ROOT else None)
+    loop = asyncio.get_running_loop()
+    for entry in entries:
+        models[entry.name] = await loop.run_in_executor(None, load_model, entry)
+
+
+if __name__ == "__main__":
+    run(ServiceSpec("modelserver", 8500, register, warmup))

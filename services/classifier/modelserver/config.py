@@ -1,0 +1,46 @@
+"""Read TF Serving's models.config (ModelServerConfig text proto) and find model versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path  # the version directory that is served
+    version: int
+
+
+def resolve_base_path(base_path: str, config_dir: Path, models_root: Path | None) -> Path:
+    """TF Serving reads base_path as is (e.g. /models/x in the container). Locally the same file
+    is used: an absolute path that does not exist is looked up by its last component under
+    MODELS_ROOT (default: the folder holding models.config); a relative path is relative to it."""
+    root = models_root or config_dir
+    path = Path(base_path)
+    if path.is_absolute():
+        return path if path.exists() else root / path.name
+    return root / path
+
+
+def latest_version(base: Path) -> int:
+    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()] if base.is_dir() else []
+    if not versions:
+        raise FileNotFoundError(f"no numeric version directory under {base}")
+    return max(versions)
+
+
+def read_config(config_file: Path, models_root: Path | None = None) -> list[ModelEntry]:
+    config = text_format.Parse(config_file.read_text(), model_server_config_pb2.ModelServerConfig())
+    entries = []
+    for model in config.model_config_list.config:
+        if model.model_platform and model.model_platform != "tensorflow":
+            raise ValueError(f"model {model.name}: only model_platform 'tensorflow' is served")
+        base = resolve_base_path(model.base_path, config_file.parent, models_root)
+        version = latest_version(base)
+        entries.append(ModelEntry(model.name, base / str(version), version))
+    return entries

@@ -1,0 +1,106 @@
+"""PredictionService (Predict, GetModelMetadata) and ModelService (GetModelStatus), as TF Serving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from services.classifier.modelserver.config import ModelEntry
+from services.common.errors import ServiceError, invalid, not_found
+
+log = logging.getLogger("modelserver")
+
+
+@dataclass
+class LoadedModel:
+    entry: ModelEntry
+    loaded: Any
+    signature_defs: Any  # SignatureDefMap-compatible mapping
+
+
+def load_model(entry: ModelEntry) -> LoadedModel:
+    loaded = tf.saved_model.load(str(entry.path))
+    meta = saved_model_pb2.SavedModel()
+    meta.ParseFromString((entry.path / "saved_model.pb").read_bytes())
+    graph = next(g for g in meta.meta_graphs if "serve" in g.meta_info_def.tags)
+    return LoadedModel(entry, loaded, graph.signature_def)
+
+
+class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, models: dict[str, LoadedModel], workers: int) -> None:
+        self._models = models
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
+
+    def _model(self, spec: Any) -> LoadedModel:
+        model = self._models.get(spec.name)
+        wanted = spec.version.value if spec.HasField("version") else None
+        if model is None or (wanted is not None and wanted != model.entry.version):
+            label = f"Specific({spec.name}, {wanted})" if wanted is not None else f"Latest({spec.name})"
+            raise not_found(f"Servable not found for request: {label}")
+        return model
+
+    def _predict(self, model: LoadedModel, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        name = request.model_spec.signature_name or "serving_default"
+        if name not in model.loaded.signatures:
+            raise invalid(f'Serving signature name: "{name}" not found in signature def')
+        fn = model.loaded.signatures[name]
+        expected = set(fn.structured_input_signature[1].keys())
+        given = set(request.inputs.keys())
+        if given != expected:
+            raise invalid(f"input keys {sorted(given)} do not match the signature's {sorted(expected)}")
+        try:
+            inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+            outputs = fn(**inputs)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
+            raise invalid(f"could not run {model.entry.name}: {exc}") from exc
+        wanted = set(request.output_filter) or set(outputs)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = model.entry.name
+        response.model_spec.version.value = model.entry.version
+        response.model_spec.signature_name = name
+        for key in wanted:
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key].numpy()))
+        return response
+
+    async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
+        model = self._model(request.model_spec)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._predict, model, request)
+
+    async def GetModelMetadata(self, request, context):
+        model = self._model(request.model_spec)
+        if list(request.metadata_field) not in ([], ["signature_def"]):
+            raise invalid("Metadata field signature_def is the only one supported")
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = model.entry.name
+        response.model_spec.version.value = model.entry.version
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, value in model.signature_defs.items():
+            sig_map.signature_def[key].CopyFrom(value)
+        response.metadata["signature_def"].Pack(sig_map)
+        return response
+
+    async def GetModelStatus(self, request, context):
+        try:
+            model = self._model(request.model_spec)
+        except ServiceError:
+            raise not_found(f"Could not find any versions of model {request.model_spec.name}") from None
+        response = get_model_status_pb2.GetModelStatusResponse()
+        status = response.model_version_status.add()
+        status.version = model.entry.version
+        status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        return response

@@ -1,0 +1,95 @@
+"""gRPC ClassifierService: ask every fold model concurrently, then vote."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+import numpy as np
+
+from musicrec.v1 import classifier_pb2, classifier_pb2_grpc
+from services.classifier.tfserving import Prediction, TFServingClient
+from services.classifier.voting import Ballot, tally
+from services.common.errors import invalid, unavailable
+
+log = logging.getLogger("classifier")
+N_MELS = 128
+
+
+def parse_mel(mel) -> np.ndarray:
+    shape = list(mel.shape)
+    if len(shape) != 2 or shape[0] != N_MELS or shape[1] < 1:
+        raise invalid(f"mel.shape must be [{N_MELS}, frames], got {shape}: send the featurizer's log-mel")
+    if len(mel.data) != 4 * shape[0] * shape[1]:
+        raise invalid(f"mel.data holds {len(mel.data)} bytes, shape {shape} needs {4 * shape[0] * shape[1]}")
+    array = np.frombuffer(mel.data, dtype="<f4").reshape(shape)
+    if not np.all(np.isfinite(array)):
+        raise invalid("mel.data holds NaN or infinite values")
+    return array
+
+
+class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
+    def __init__(self, client: TFServingClient, models: list[str], default_timeout: float) -> None:
+        self._client = client
+        self._models = models
+        self._timeout = default_timeout
+        self._labels: list[str] = []
+
+    async def Classify(self, request: classifier_pb2.ClassifyRequest, context: grpc.aio.ServicerContext):
+        log_mel = parse_mel(request.mel)
+        remaining = context.time_remaining()
+        timeout = min(self._timeout, remaining) if remaining is not None else self._timeout
+        results = await asyncio.gather(
+            *(self._client.predict(m, log_mel, timeout) for m in self._models), return_exceptions=True
+        )
+        folds, ballots, missing = [], [], []
+        for model, result in zip(self._models, results, strict=True):
+            if isinstance(result, Prediction):
+                self._labels = result.labels
+                ballots.append(Ballot(model, result.probabilities))
+                folds.append(
+                    classifier_pb2.FoldPrediction(
+                        model_name=model,
+                        available=True,
+                        genre=result.labels[int(np.argmax(result.probabilities))],
+                        probabilities=result.probabilities.tolist(),
+                        model_version=result.version,
+                    )
+                )
+            else:
+                reason = describe(result)
+                missing.append(f"{model} ({reason})")
+                folds.append(classifier_pb2.FoldPrediction(model_name=model, available=False, error=reason))
+        if not ballots:
+            raise unavailable(
+                f"no fold model answered at {self._client.address}: {'; '.join(missing)}. "
+                "Is TF Serving up? Retry with backoff."
+            )
+        if any(isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.INVALID_ARGUMENT for r in results):
+            raise invalid(f"the models rejected the spectrogram: {'; '.join(missing)}")
+        result = tally(self._labels, ballots)
+        note = f"{result.votes}/{result.voters} folds voted {result.genre}"
+        if missing:
+            note += f"; unavailable: {', '.join(missing)}"
+            log.warning("degraded vote", extra={"missing": missing})
+        return classifier_pb2.ClassifyResponse(
+            genre=result.genre,
+            votes=result.votes,
+            folds_voted=result.voters,
+            folds_total=len(self._models),
+            folds=folds,
+            ranking=[classifier_pb2.GenreScore(genre=g, votes=v, probability_sum=s) for g, v, s in result.ranking],
+            labels=self._labels,
+            degraded=bool(missing),
+            note=note,
+        )
+
+    async def ListGenres(self, request, context):
+        return classifier_pb2.ListGenresResponse(labels=self._labels, model_names=self._models)
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,59 @@
+"""Client for tensorflow.serving.PredictionService/Predict (tensorflow-serving-api stubs).
+
+The same code talks to the real tensorflow/serving image and to the local stand-in.
+Tensors are built directly as TensorProto (no TensorFlow import on the request path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+INPUT_KEY = "log_mel"
+PROBABILITIES = "probabilities"
+LABELS = "labels"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: str
+    version: int
+    probabilities: np.ndarray  # [n_genres]
+    labels: list[str]
+
+
+def float_tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
+    array = np.ascontiguousarray(array, dtype="<f4")
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, tensor_content=array.tobytes())
+
+
+def read_floats(tensor: tensor_pb2.TensorProto) -> np.ndarray:
+    shape = [d.size for d in tensor.tensor_shape.dim]
+    if tensor.tensor_content:
+        return np.frombuffer(tensor.tensor_content, dtype="<f4").reshape(shape)
+    return np.asarray(tensor.float_val, dtype=np.float32).reshape(shape)
+
+
+class TFServingClient:
+    def __init__(self, address: str, options: list[tuple[str, int]]) -> None:
+        self.address = address
+        self._channel = grpc.aio.insecure_channel(address, options=options)
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    async def predict(self, model: str, log_mel: np.ndarray, timeout: float | None) -> Prediction:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.model_spec.signature_name = "serving_default"
+        request.inputs[INPUT_KEY].CopyFrom(float_tensor(log_mel[None]))
+        response = await self._stub.Predict(request, timeout=timeout)
+        labels = [s.decode() for s in response.outputs[LABELS].string_val]
+        probs = read_floats(response.outputs[PROBABILITIES])[0]
+        return Prediction(model, response.model_spec.version.value, probs, labels)
+
+    async def close(self) -> None:
+        await self._channel.close()

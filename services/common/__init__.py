@@ -1,0 +1,1 @@
+"""Pieces every musicrec server shares: config, JSON logs, metrics, the gRPC bootstrap."""

@@ -1,0 +1,125 @@
+"""The one gRPC server bootstrap used by every musicrec service.
+
+It gives each server the same behaviour: asyncio gRPC, standard grpc.health.v1 (NOT_SERVING
+until warm-up has finished), server reflection (so `grpcurl list/describe` works), JSON logs,
+Prometheus metrics, a max message size from the environment and a graceful SIGTERM drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from services.common.config import env_float, env_int, env_str
+from services.common.interceptor import ServiceInterceptor
+from services.common.jsonlog import setup_logging
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class ServiceSpec:
+    """What a service plugs into the bootstrap."""
+
+    name: str
+    default_port: int
+    # Registers servicers on the server; returns the full gRPC service names it added.
+    register: Callable[[grpc.aio.Server], Awaitable[Sequence[str]]]
+    # Runs before the server reports SERVING (e.g. numba JIT warm-up, loading indexes).
+    warmup: Callable[[], Awaitable[None]] | None = None
+    # Runs after the server has drained (closing clients, pools).
+    shutdown: Callable[[], Awaitable[None]] | None = None
+    extra_options: list[tuple[str, int]] = field(default_factory=list)
+
+
+def message_limit_bytes() -> int:
+    return env_int("MAX_MESSAGE_MB", 32) * MiB
+
+
+def channel_options() -> list[tuple[str, int]]:
+    """Options for clients that call other musicrec services (same message limit)."""
+    limit = message_limit_bytes()
+    return [
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_receive_message_length", limit),
+    ]
+
+
+async def serve(spec: ServiceSpec) -> None:
+    log = setup_logging(spec.name)
+    port = env_int("PORT", spec.default_port)
+    host = env_str("BIND_HOST", "[::]")
+    grace = env_float("SHUTDOWN_GRACE_SECONDS", 10.0)
+    metrics_port = env_int("METRICS_PORT", 0)
+    limit = message_limit_bytes()
+
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor(spec.name)],
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),
+            *spec.extra_options,
+        ],
+    )
+    names = list(await spec.register(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise SystemExit(f"{spec.name}: cannot bind {host}:{port}")
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
+    if metrics_port:
+        start_http_server(metrics_port)
+    log.info(
+        "listening",
+        extra={
+            "port": bound,
+            "services": names,
+            "max_message_mb": limit // MiB,
+            "metrics_port": metrics_port,
+        },
+    )
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    async def warm() -> None:
+        if spec.warmup is not None:
+            await spec.warmup()
+        for name in ["", *names]:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("ready", extra={"port": bound})
+
+    warm_task = asyncio.create_task(warm())
+    await stopping.wait()
+    log.info("draining", extra={"grace_seconds": grace})
+    warm_task.cancel()
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace)
+    if spec.shutdown is not None:
+        await spec.shutdown()
+    log.info("stopped")
+
+
+def run(spec: ServiceSpec) -> None:
+    try:
+        asyncio.run(serve(spec))
+    except KeyboardInterrupt:
+        logging.getLogger(spec.name).info("interrupted")

@@ -1,0 +1,1 @@
+"""Featurizer service: audio bytes in, log-mel spectrogram and feature vector out."""

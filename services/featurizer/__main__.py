@@ -1,0 +1,37 @@
+"""Run the featurizer: python -m services.featurizer"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import grpc
+
+from musicrec.v1 import featurizer_pb2, featurizer_pb2_grpc
+from services.common.config import env_int
+from services.common.server import MiB, ServiceSpec, run
+from services.featurizer.features import warm_up
+from services.featurizer.servicer import FeaturizerServicer
+
+servicer = FeaturizerServicer(
+    workers=env_int("FEATURIZER_WORKERS", 2),
+    max_queue=env_int("FEATURIZER_MAX_QUEUE", 16),
+    max_upload_bytes=env_int("MAX_UPLOAD_MB", 64) * MiB,
+)
+
+
+async def register(server: grpc.aio.Server) -> Sequence[str]:
+    featurizer_pb2_grpc.add_FeaturizerServiceServicer_to_server(servicer, server)
+    return [featurizer_pb2.DESCRIPTOR.services_by_name["FeaturizerService"].full_name]
+
+
+async def warmup() -> None:
+    await asyncio.get_running_loop().run_in_executor(None, warm_up)
+
+
+async def shutdown() -> None:
+    servicer.close()
+
+
+if __name__ == "__main__":
+    run(ServiceSpec("featurizer", 50051, register, warmup, shutdown))

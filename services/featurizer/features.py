@@ -1,0 +1,146 @@
+"""The fused featurizer: one STFT shared by the log-mel and every feature of the vector.
+
+The naive reference (reference.py) runs nine librosa calls, each with its own STFT, and
+scipy's median filter for HPSS. Here the STFT, its magnitude and power, and the mel power
+spectrogram are computed once; MFCC, onset strength/tempo and the log-mel reuse the mel;
+chroma, spectral shape and HPSS reuse the magnitude; the slow parts run as numba kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import librosa
+import numpy as np
+import scipy.fft
+
+from services.featurizer import kernels
+from services.featurizer.schema import N_FEATURES
+from services.featurizer.window import CLIP_SAMPLES, SAMPLE_RATE
+
+N_FFT = 2048
+HOP = 512
+N_MELS = 128
+HPSS_KERNEL = 31
+ROLL_PERCENT = 0.85
+
+
+@dataclass(frozen=True)
+class Features:
+    log_mel: np.ndarray  # float32 [n_mels, n_frames]
+    vector: np.ndarray  # float32 [N_FEATURES]
+
+
+@lru_cache(maxsize=4)
+def _mel_basis(sr: int) -> np.ndarray:
+    return librosa.filters.mel(sr=sr, n_fft=N_FFT)
+
+
+@lru_cache(maxsize=4)
+def _fft_freqs(sr: int) -> np.ndarray:
+    return librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
+
+
+@lru_cache(maxsize=256)
+def _chroma_basis(sr: int, tuning: float) -> np.ndarray:
+    return librosa.filters.chroma(sr=sr, n_fft=N_FFT, tuning=tuning, n_chroma=12)
+
+
+@lru_cache(maxsize=1)
+def _synthesis_window() -> np.ndarray:
+    return librosa.filters.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _inverse_window_sum(n_frames: int) -> np.ndarray:
+    wss = librosa.filters.window_sumsquare(
+        window="hann", n_frames=n_frames, hop_length=HOP, win_length=N_FFT, n_fft=N_FFT, dtype=np.float32
+    )
+    inv = np.zeros_like(wss)
+    good = wss > librosa.util.tiny(wss)
+    inv[good] = 1.0 / wss[good]
+    return inv
+
+
+def _stft(y: np.ndarray) -> np.ndarray:
+    """librosa.stft(y) (hann, centred, zero padding), frame-major: [n_frames, n_bins]."""
+    padded = np.pad(y, N_FFT // 2, mode="constant")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
+    return scipy.fft.rfft(frames * _synthesis_window(), axis=-1).astype(np.complex64)
+
+
+def _istft(spectra: np.ndarray, length: int) -> np.ndarray:
+    """librosa.istft (hann, centred) for a stack of spectra [k, frames, bins]."""
+    n_frames = spectra.shape[1]
+    frames = scipy.fft.irfft(spectra, n=N_FFT, axis=-1)
+    y = kernels.overlap_add(frames, _synthesis_window(), _inverse_window_sum(n_frames), HOP)
+    start = N_FFT // 2
+    return y[:, start : start + length]
+
+
+def _zero_crossing_rate(y: np.ndarray) -> np.ndarray:
+    """librosa.feature.zero_crossing_rate(y) via one crossings pass and a cumulative sum."""
+    padded = np.pad(y, N_FFT // 2, mode="edge")
+    clean = np.where(np.abs(padded) <= 1e-10, 0.0, padded)
+    crossings = np.signbit(clean[1:]) != np.signbit(clean[:-1])
+    csum = np.concatenate(([0], np.cumsum(crossings, dtype=np.int64)))
+    n_frames = 1 + (len(padded) - N_FFT) // HOP
+    starts = np.arange(n_frames) * HOP
+    # crossings inside a frame are between its samples s..s+N_FFT-1: indices s..s+N_FFT-2 of `crossings`
+    return (csum[starts + N_FFT - 1] - csum[starts]) / N_FFT
+
+
+def _tuning(power: np.ndarray, sr: int) -> float:
+    pitches, mags = kernels.piptrack_candidates(power, float(sr), N_FFT, 150.0, 4000.0, 0.1)
+    if len(pitches) == 0:
+        return 0.0
+    threshold = np.median(mags)
+    return float(librosa.pitch_tuning(pitches[mags >= threshold], resolution=0.01, bins_per_octave=12))
+
+
+def _mean_var(x: np.ndarray) -> list[float]:
+    return [float(np.mean(x)), float(np.var(x))]
+
+
+def featurize(y: np.ndarray, sr: int = SAMPLE_RATE) -> Features:
+    """Log-mel spectrogram and feature vector of a clip (16 kHz float32)."""
+    stft = _stft(y)  # [frames, bins]
+    mag = np.abs(stft)
+    power = mag * mag
+    mel = (power @ _mel_basis(sr).T).T  # [n_mels, frames]
+    log_mel = librosa.amplitude_to_db(mel, ref=np.max).astype(np.float32)
+    mel_db = librosa.power_to_db(mel)
+
+    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=20)
+    onset = librosa.onset.onset_strength(S=mel_db, sr=sr)
+    tempo = librosa.feature.tempo(onset_envelope=onset, sr=sr)
+
+    chroma_raw = _chroma_basis(sr, _tuning(power, sr)) @ power.T
+    chroma = librosa.util.normalize(chroma_raw, norm=np.inf, axis=-2)
+    centroid, bandwidth, rolloff = kernels.spectral_shape(mag, _fft_freqs(sr), ROLL_PERCENT)
+    rms = librosa.feature.rms(y=y)
+    zcr = _zero_crossing_rate(y)
+
+    harm = kernels.running_median(mag, HPSS_KERNEL)  # along time
+    perc = kernels.running_median(np.ascontiguousarray(mag.T), HPSS_KERNEL).T.copy()  # along frequency
+    harmonic = _istft(kernels.harmonic_spectrum(stft, harm, perc), len(y))[0]
+    # The soft masks sum to one wherever either median is non-zero and the STFT reconstructs
+    # y exactly, so y - harmonic is librosa's percussive part (one inverse STFT instead of two).
+    percussive = y - harmonic
+
+    values: list[float] = []
+    for feature in (chroma, rms, centroid, bandwidth, rolloff, zcr, harmonic, percussive):
+        values += _mean_var(feature)
+    values.append(float(np.atleast_1d(tempo)[0]))
+    for row in mfcc:
+        values += _mean_var(row)
+    vector = np.asarray(values, dtype=np.float32)
+    assert vector.shape == (N_FEATURES,)
+    return Features(log_mel=log_mel, vector=vector)
+
+
+def warm_up() -> None:
+    """Compile the numba kernels and fill the caches (run before reporting SERVING)."""
+    rng = np.random.default_rng(0)
+    featurize((0.1 * rng.standard_normal(CLIP_SAMPLES)).astype(np.float32))

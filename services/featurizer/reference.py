@@ -1,0 +1,38 @@
+"""The naive reference: one librosa call per feature, each computing its own STFT.
+
+This is how the seed notebook (and GTZAN's features CSV) computes the vector. It is the
+ground truth the fused implementation is tested and benchmarked against; it is not served.
+"""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+
+from services.featurizer.schema import N_FEATURES
+
+
+def reference_log_mel(y: np.ndarray, sr: int) -> np.ndarray:
+    mel = librosa.feature.melspectrogram(y=y, sr=sr)
+    return librosa.amplitude_to_db(mel, ref=np.max).astype(np.float32)
+
+
+def reference_vector(y: np.ndarray, sr: int) -> np.ndarray:
+    chroma = librosa.feature.chroma_stft(y=y, sr=sr)
+    rms = librosa.feature.rms(y=y)
+    centroid = librosa.feature.spectral_centroid(y=y, sr=sr)
+    bandwidth = librosa.feature.spectral_bandwidth(y=y, sr=sr)
+    rolloff = librosa.feature.spectral_rolloff(y=y, sr=sr)
+    zcr = librosa.feature.zero_crossing_rate(y)
+    harmonic, percussive = librosa.effects.hpss(y)
+    tempo = librosa.feature.tempo(y=y, sr=sr)
+    mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
+    values: list[float] = []
+    for feature in (chroma, rms, centroid, bandwidth, rolloff, zcr, harmonic, percussive):
+        values += [float(np.mean(feature)), float(np.var(feature))]
+    values.append(float(np.atleast_1d(tempo)[0]))
+    for row in mfcc:
+        values += [float(np.mean(row)), float(np.var(row))]
+    out = np.asarray(values, dtype=np.float32)
+    assert out.shape == (N_FEATURES,)
+    return out

@@ -1,0 +1,124 @@
+"""gRPC FeaturizerService: unary and client-streamed uploads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+
+from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc
+from services.common.errors import exhausted, invalid
+from services.featurizer.features import HOP, N_FFT
+from services.featurizer.pipeline import Analysis, analyse
+from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
+from services.featurizer.window import CLIP_SECONDS, SAMPLE_RATE
+
+
+def mel_message(log_mel: np.ndarray) -> audio_pb2.MelSpectrogram:
+    return audio_pb2.MelSpectrogram(
+        shape=list(log_mel.shape),
+        data=np.ascontiguousarray(log_mel, dtype="<f4").tobytes(),
+        sample_rate=SAMPLE_RATE,
+        n_fft=N_FFT,
+        hop_length=HOP,
+    )
+
+
+def vector_message(vector: np.ndarray) -> audio_pb2.FeatureVector:
+    return audio_pb2.FeatureVector(schema_version=SCHEMA_VERSION, names=FEATURE_NAMES, values=vector.tolist())
+
+
+def window_message(result: Analysis) -> audio_pb2.ClipWindow:
+    clip = result.clip
+    return audio_pb2.ClipWindow(
+        song_seconds=clip.song_seconds,
+        start_seconds=clip.start_seconds,
+        end_seconds=clip.end_seconds,
+        policy=clip.policy,
+        source_sample_rate=result.source_sample_rate,
+        source_channels=result.source_channels,
+    )
+
+
+class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
+    def __init__(self, workers: int, max_queue: int, max_upload_bytes: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="featurize")
+        self._max_pending = workers + max_queue
+        self._pending = 0
+        self._max_upload = max_upload_bytes
+
+    async def _run(self, data: bytes, filename: str) -> Analysis:
+        if len(data) > self._max_upload:
+            raise exhausted(
+                f"upload is {len(data) / 2**20:.1f} MiB, above the {self._max_upload / 2**20:.0f} MiB "
+                "limit (MAX_UPLOAD_MB); send a shorter file"
+            )
+        if self._pending >= self._max_pending:
+            raise exhausted(f"featurizer busy ({self._pending} uploads in progress); retry with backoff")
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, analyse, data, filename)
+        finally:
+            self._pending -= 1
+
+    async def Featurize(
+        self, request: featurizer_pb2.FeaturizeRequest, context: grpc.aio.ServicerContext
+    ) -> featurizer_pb2.FeaturizeResponse:
+        result = await self._run(request.audio, request.filename)
+        return featurizer_pb2.FeaturizeResponse(
+            mel=None if request.omit_mel else mel_message(result.features.log_mel),
+            features=vector_message(result.features.vector),
+            window=window_message(result),
+        )
+
+    async def FeaturizeStream(
+        self,
+        request_iterator: AsyncIterator[featurizer_pb2.FeaturizeStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> featurizer_pb2.FeaturizeStreamResponse:
+        data, filename, omit_mel = await collect_upload(request_iterator, self._max_upload)
+        result = await self._run(data, filename)
+        return featurizer_pb2.FeaturizeStreamResponse(
+            mel=None if omit_mel else mel_message(result.features.log_mel),
+            features=vector_message(result.features.vector),
+            window=window_message(result),
+        )
+
+    async def GetFeatureSchema(
+        self, request: featurizer_pb2.GetFeatureSchemaRequest, context: grpc.aio.ServicerContext
+    ) -> featurizer_pb2.GetFeatureSchemaResponse:
+        return featurizer_pb2.GetFeatureSchemaResponse(
+            schema_version=SCHEMA_VERSION,
+            names=FEATURE_NAMES,
+            sample_rate=SAMPLE_RATE,
+            clip_seconds=CLIP_SECONDS,
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def collect_upload(request_iterator: AsyncIterator, max_bytes: int) -> tuple[bytes, str, bool]:
+    """Join streamed chunks; stop early with RESOURCE_EXHAUSTED once the limit is passed."""
+    chunks: list[bytes] = []
+    size = 0
+    filename = ""
+    omit_mel = False
+    first = True
+    async for message in request_iterator:
+        if first:
+            filename = message.filename
+            omit_mel = getattr(message, "omit_mel", False)
+            first = False
+        size += len(message.chunk)
+        if size > max_bytes:
+            raise exhausted(
+                f"streamed upload passed the {max_bytes / 2**20:.0f} MiB limit (MAX_UPLOAD_MB); send a shorter file"
+            )
+        chunks.append(message.chunk)
+    if first:
+        raise invalid("stream carried no messages: send the file as one or more chunks")
+    return b"".join(chunks), filename, omit_mel

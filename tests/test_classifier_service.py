@@ -1,0 +1,161 @@
+"""Classifier + local TF Serving stand-in over real gRPC, with the shipped fold models."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from musicrec.v1 import audio_pb2, classifier_pb2, classifier_pb2_grpc
+from services.classifier.tfserving import float_tensor
+from services.common.localrun import free_port, running
+from services.featurizer.features import featurize
+from services.featurizer.window import cut_clip
+from tests import synth
+from tests.conftest import grpcurl_exe, gtzan_clips, needs_gtzan
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+FOLDS = [f"xception_fold{k}" for k in range(5)]
+
+
+def mel_of(samples: np.ndarray, sr: int) -> audio_pb2.MelSpectrogram:
+    log_mel = featurize(cut_clip(samples, sr).samples).log_mel
+    return audio_pb2.MelSpectrogram(shape=list(log_mel.shape), data=log_mel.astype("<f4").tobytes())
+
+
+@pytest.fixture(scope="module")
+def modelserver(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ms")
+    with running("services.classifier.modelserver", {"MODEL_CONFIG_FILE": str(MODELS / "models.config")}, tmp) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def classifier(modelserver, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cl")
+    with running("services.classifier", {"TF_SERVING_ADDR": modelserver.address}, tmp) as p:
+        yield p
+
+
+def classify(address: str, mel: audio_pb2.MelSpectrogram, timeout: float = 30) -> classifier_pb2.ClassifyResponse:
+    with grpc.insecure_channel(address) as channel:
+        return classifier_pb2_grpc.ClassifierServiceStub(channel).Classify(
+            classifier_pb2.ClassifyRequest(mel=mel), timeout=timeout
+        )
+
+
+def test_models_config_lists_five_folds_and_models_are_small() -> None:
+    text = (MODELS / "models.config").read_text()
+    assert all(f'name: "{f}"' in text for f in FOLDS)
+    size = sum(p.stat().st_size for p in MODELS.rglob("*") if p.is_file())
+    assert size <= 30 * 2**20, f"shipped models are {size / 2**20:.1f} MiB, budget 30 MiB"
+
+
+def test_model_server_speaks_tf_serving_api(modelserver) -> None:
+    mel = np.full((1, 128, 938), -40.0, np.float32)
+    with grpc.insecure_channel(modelserver.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = FOLDS[0]
+        request.inputs["log_mel"].CopyFrom(float_tensor(mel))
+        reply = stub.Predict(request, timeout=30)
+        probs = np.frombuffer(reply.outputs["probabilities"].tensor_content, "<f4")
+        assert probs.shape == (10,) and probs.sum() == pytest.approx(1.0, abs=1e-4)
+        assert len(reply.outputs["labels"].string_val) == 10
+        assert reply.model_spec.version.value == 1
+        meta = stub.GetModelMetadata(
+            get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec=request.model_spec, metadata_field=["signature_def"]
+            )
+        )
+        sigs = get_model_metadata_pb2.SignatureDefMap()
+        meta.metadata["signature_def"].Unpack(sigs)
+        assert "log_mel" in sigs.signature_def["serving_default"].inputs
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+            get_model_status_pb2.GetModelStatusRequest(model_spec=request.model_spec)
+        )
+        assert status.model_version_status[0].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        request.model_spec.name = "no_such_model"
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Predict(request, timeout=30)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_classify_votes_with_all_five_folds(classifier) -> None:
+    reply = classify(classifier.address, mel_of(synth.beats(30), 22050))
+    assert reply.folds_voted == reply.folds_total == 5 and not reply.degraded
+    assert reply.genre in reply.labels and len(reply.labels) == 10
+    assert sum(s.votes for s in reply.ranking) == 5
+    assert reply.votes == max(s.votes for s in reply.ranking)
+    for fold in reply.folds:
+        assert fold.available and len(fold.probabilities) == 10
+
+
+@needs_gtzan
+def test_classify_real_songs_mostly_right(classifier) -> None:
+    clips = gtzan_clips()[::10]  # one per genre (some in the training folds)
+    right = 0
+    for path in clips:
+        y, sr = sf.read(path, dtype="float32")
+        right += classify(classifier.address, mel_of(y, sr)).genre == path.parent.name
+    assert right >= len(clips) // 2, f"{right}/{len(clips)} right"
+
+
+def test_bad_mel_is_invalid_argument(classifier) -> None:
+    for mel in (
+        audio_pb2.MelSpectrogram(shape=[64, 10], data=b"\0" * 4 * 640),
+        audio_pb2.MelSpectrogram(shape=[128, 10], data=b"\0" * 12),
+        audio_pb2.MelSpectrogram(),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            classify(classifier.address, mel)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_one_fold_missing_votes_with_the_rest(modelserver, tmp_path) -> None:
+    env = {
+        "TF_SERVING_ADDR": modelserver.address,
+        "CLASSIFIER_MODELS": ",".join([*FOLDS[:4], "xception_fold9"]),
+    }
+    with running("services.classifier", env, tmp_path) as cl:
+        reply = classify(cl.address, mel_of(synth.beats(30), 22050))
+    assert reply.degraded and reply.folds_voted == 4 and reply.folds_total == 5
+    assert "xception_fold9" in reply.note and "NOT_FOUND" in reply.note
+    assert not reply.folds[4].available
+
+
+def test_model_server_down_is_unavailable(tmp_path) -> None:
+    env = {"TF_SERVING_ADDR": f"127.0.0.1:{free_port()}", "PREDICT_TIMEOUT_SECONDS": "2"}
+    with running("services.classifier", env, tmp_path) as cl:
+        with pytest.raises(grpc.RpcError) as err:
+            classify(cl.address, mel_of(synth.beats(30), 22050))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "TF Serving" in err.value.details()
+
+
+def test_grpcurl_describes_classifier(classifier) -> None:
+    out = subprocess.run(
+        [
+            grpcurl_exe(),
+            "-plaintext",
+            classifier.address,
+            "describe",
+            "musicrec.v1.ClassifierService",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "rpc Classify" in out.stdout
