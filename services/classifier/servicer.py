@@ -61,13 +61,14 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
                 reason = describe(result)
                 missing.append(f"{model} ({reason})")
                 folds.append(classifier_pb2.FoldPrediction(model_name=model, available=False, error=reason))
+        # A spectrogram the models reject is the caller's problem, whatever else is down.
+        if any(isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.INVALID_ARGUMENT for r in results):
+            raise invalid(f"the models rejected the spectrogram: {'; '.join(missing)}")
         if not ballots:
             raise unavailable(
                 f"no fold model answered at {self._client.address}: {'; '.join(missing)}. "
                 "Is TF Serving up? Retry with backoff."
             )
-        if any(isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.INVALID_ARGUMENT for r in results):
-            raise invalid(f"the models rejected the spectrogram: {'; '.join(missing)}")
         result = tally(self._labels, ballots)
         note = f"{result.votes}/{result.voters} folds voted {result.genre}"
         if missing:

@@ -43,6 +43,15 @@ def window_message(result: Analysis) -> audio_pb2.ClipWindow:
     )
 
 
+def response_fields(result: Analysis, omit_mel: bool) -> dict:
+    """The fields the unary and the streaming response share."""
+    return {
+        "mel": None if omit_mel else mel_message(result.features.log_mel),
+        "features": vector_message(result.features.vector),
+        "window": window_message(result),
+    }
+
+
 class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
     def __init__(self, workers: int, max_queue: int, max_upload_bytes: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="featurize")
@@ -68,11 +77,7 @@ class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
         self, request: featurizer_pb2.FeaturizeRequest, context: grpc.aio.ServicerContext
     ) -> featurizer_pb2.FeaturizeResponse:
         result = await self._run(request.audio, request.filename)
-        return featurizer_pb2.FeaturizeResponse(
-            mel=None if request.omit_mel else mel_message(result.features.log_mel),
-            features=vector_message(result.features.vector),
-            window=window_message(result),
-        )
+        return featurizer_pb2.FeaturizeResponse(**response_fields(result, request.omit_mel))
 
     async def FeaturizeStream(
         self,
@@ -81,11 +86,7 @@ class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
     ) -> featurizer_pb2.FeaturizeStreamResponse:
         data, filename, omit_mel = await collect_upload(request_iterator, self._max_upload)
         result = await self._run(data, filename)
-        return featurizer_pb2.FeaturizeStreamResponse(
-            mel=None if omit_mel else mel_message(result.features.log_mel),
-            features=vector_message(result.features.vector),
-            window=window_message(result),
-        )
+        return featurizer_pb2.FeaturizeStreamResponse(**response_fields(result, omit_mel))
 
     async def GetFeatureSchema(
         self, request: featurizer_pb2.GetFeatureSchemaRequest, context: grpc.aio.ServicerContext
