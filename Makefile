@@ -41,7 +41,7 @@ test: setup ## the whole test suite (real servers on loopback)
 	$(BIN)/ruff check services tests bench scripts
 	$(PYTHON) -m pytest -q
 
-demo: setup ## start model server + services, classify a catalog song and an uploaded file
+demo: setup ## everything up on loopback, the demo catalog indexed, top-5 tables printed
 	$(PYTHON) -m scripts.demo
 
 bench: setup ## benchmark: fused vs naive featurizer on the real clips

@@ -1,69 +1,120 @@
-"""The demo: start the local model server, featurizer and classifier, then classify one
-catalog song and one uploaded file end to end over gRPC and print the vote.
+"""The demo: everything up on loopback, the demo catalog indexed, recommendations printed.
 
     make demo
+
+Starts Redis (when redis-server is installed), the local TF Serving stand-in with the shipped
+fold models, the featurizer, the classifier, ingests the demo catalog (the GTZAN clips in
+../shared/data, or synthetic songs when they are absent), starts the recommender and prints a
+top-5 table for one catalog song and for one uploaded file.
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
-import numpy as np
-import soundfile as sf
 
-from musicrec.v1 import classifier_pb2, classifier_pb2_grpc, featurizer_pb2, featurizer_pb2_grpc
-from services.common.localrun import ROOT, running
+from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
+from services.common.localrun import ROOT, running, start_redis
+from services.recommender import ingest
+from services.recommender.catalog import write_catalog
+from services.recommender.demo_catalog import gtzan_catalog
 
 GTZAN = ROOT.parent / "shared" / "data" / "gtzan_mini" / "genres"
+WORK = ROOT / "var" / "demo"
 
 
-def demo_files(tmp: Path) -> list[Path]:
-    songs = [GTZAN / "disco" / "disco.00004.wav", GTZAN / "classical" / "classical.00007.wav"]
-    if all(p.exists() for p in songs):
-        return songs
-    print(f"(no real music at {GTZAN}: using a synthetic file)")
-    sr = 22050
-    t = np.arange(40 * sr) / sr
-    y = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sign(np.sin(2 * np.pi * 2 * t))) / 2
-    path = tmp / "synthetic.wav"
-    sf.write(path, y.astype(np.float32), sr)
-    return [path]
+def demo_catalog() -> tuple[Path, str, Path]:
+    """(catalog CSV, a song id to query, a file to upload)."""
+    if GTZAN.is_dir():
+        path = WORK / "catalog.csv"
+        write_catalog(path, gtzan_catalog(GTZAN))
+        return path, "disco.00004", GTZAN / "classical" / "classical.00007.wav"
+    print(f"(no real music at {GTZAN}: using a synthetic catalog; see ../shared/data/README.md)")
+    from tests.synth import write_synthetic_catalog
+
+    path = write_synthetic_catalog(WORK / "synthetic")
+    return path, "beats-02", WORK / "synthetic" / "chirps-03.wav"
 
 
-def show(name: str, reply: classifier_pb2.ClassifyResponse, window) -> None:
-    print(f"\n{name}: analysed {window.start_seconds:.1f}-{window.end_seconds:.1f} s ({window.policy})")
-    print(f"  genre: {reply.genre}  ({reply.note})")
-    print(f"  {'genre':<10} votes  prob-sum")
-    for score in reply.ranking[:5]:
-        print(f"  {score.genre:<10} {score.votes:>5}  {score.probability_sum:8.3f}")
+def print_table(title: str, recommendations) -> None:
+    print(f"\n{title}")
+    header = f"  {'#':>2}  {'title':<22} {'artist':<14} {'released':<10} {'genre':<10} {'sim':>6}  why"
+    print(header)
+    print("  " + "-" * (len(header) + 20))
+    for rank, rec in enumerate(recommendations, start=1):
+        s = rec.song
+        print(
+            f"  {rank:>2}  {s.title[:22]:<22} {(s.artist or 'unknown')[:14]:<14} {s.release_date or 'unknown':<10} "
+            f"{s.genre:<10} {rec.similarity:6.3f}  {rec.reason}"
+        )
+
+
+def upload(stub: recommender_pb2_grpc.RecommenderServiceStub, path: Path) -> recommender_pb2.RecommendByAudioResponse:
+    data = path.read_bytes()
+    chunk = 256 * 1024
+    messages = (
+        recommender_pb2.RecommendByAudioRequest(
+            chunk=data[i : i + chunk], filename=path.name, options=recommender_pb2.RecommendOptions(k=5)
+        )
+        for i in range(0, len(data), chunk)
+    )
+    return stub.RecommendByAudio(messages, timeout=120)
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as name:
+    WORK.mkdir(parents=True, exist_ok=True)
+    catalog, song_id, upload_path = demo_catalog()
+    index_dir = WORK / "index"
+    with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
         tmp = Path(name)
-        config = {"MODEL_CONFIG_FILE": str(ROOT / "models" / "models.config")}
+        redis = start_redis(tmp)
+        if redis is None:
+            print("redis-server not installed: the recommender runs without a cache")
+        else:
+            stack.callback(redis.stop)
+        redis_url = redis.url if redis else "off"
         print("starting model server, featurizer, classifier ...")
-        with (
-            running("services.classifier.modelserver", config, tmp) as ms,
-            running("services.featurizer", {}, tmp) as fz,
-            running("services.classifier", {"TF_SERVING_ADDR": ms.address}, tmp) as cl,
-            grpc.insecure_channel(fz.address) as fz_channel,
-            grpc.insecure_channel(cl.address) as cl_channel,
-        ):
-            featurizer = featurizer_pb2_grpc.FeaturizerServiceStub(fz_channel)
-            classifier = classifier_pb2_grpc.ClassifierServiceStub(cl_channel)
-            for path in demo_files(tmp):
-                data = path.read_bytes()
-                chunks = (
-                    featurizer_pb2.FeaturizeStreamRequest(chunk=data[i : i + 256 * 1024], filename=path.name)
-                    for i in range(0, len(data), 256 * 1024)
-                )
-                features = featurizer.FeaturizeStream(chunks, timeout=60)
-                reply = classifier.Classify(classifier_pb2.ClassifyRequest(mel=features.mel), timeout=60)
-                show(path.name, reply, features.window)
+        config = {"MODEL_CONFIG_FILE": str(ROOT / "models" / "models.config")}
+        ms = stack.enter_context(running("services.classifier.modelserver", config, tmp))
+        fz = stack.enter_context(running("services.featurizer", {}, tmp))
+        cl = stack.enter_context(running("services.classifier", {"TF_SERVING_ADDR": ms.address}, tmp))
+        print(f"indexing {catalog} ...")
+        addresses = ["--featurizer", fz.address, "--classifier", cl.address]
+        code = ingest.main(["--catalog", str(catalog), "--index-dir", str(index_dir), *addresses])
+        if code:
+            return code
+        env = {
+            "INDEX_DIR": str(index_dir),
+            "REDIS_URL": redis_url,
+            "FEATURIZER_ADDR": fz.address,
+            "CLASSIFIER_ADDR": cl.address,
+        }
+        rec = stack.enter_context(running("services.recommender", env, tmp))
+        channel = stack.enter_context(grpc.insecure_channel(rec.address))
+        stub = recommender_pb2_grpc.RecommenderServiceStub(channel)
+
+        by_id = stub.RecommendById(recommender_pb2.RecommendByIdRequest(song_id=song_id), timeout=30)
+        q = by_id.query
+        print_table(
+            f"Because you listened to {q.title!r} ({q.genre}); searched {', '.join(by_id.searched_genres)}:",
+            by_id.recommendations,
+        )
+        again = stub.RecommendById(recommender_pb2.RecommendByIdRequest(song_id=song_id), timeout=30)
+        print(f"  (asked again: served from cache = {again.cached}; redis: {redis_url})")
+
+        by_audio = upload(stub, upload_path)
+        vote = by_audio.classification
+        w = by_audio.window
+        print_table(
+            f"Uploaded {upload_path.name}: analysed {w.start_seconds:.0f}-{w.end_seconds:.0f} s ({w.policy}); "
+            f"genre {vote.genre} ({vote.note}); searched {', '.join(by_audio.searched_genres)}:",
+            by_audio.recommendations,
+        )
+        print(f"\nindex generation {by_audio.index_generation}; recommender at {rec.address}")
     return 0
 
 

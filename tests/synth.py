@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -38,3 +39,35 @@ def encode(samples: np.ndarray, sr: int = 22050, fmt: str = "WAV", subtype: str 
     buf = io.BytesIO()
     sf.write(buf, samples, sr, format=fmt, subtype=subtype)
     return buf.getvalue()
+
+
+SYNTH_GENRES = ("tones", "chirps", "noise", "beats")
+
+
+def synthetic_song(genre: str, n: int, seconds: float = 35.0, sr: int = 22050) -> np.ndarray:
+    """Song n of a synthetic "genre": the same recipe with different parameters."""
+    if genre == "tones":
+        return tone(seconds, 220.0 * (1.25**n), sr) + tone(seconds, 330.0 * (1.25**n), sr, 0.1)
+    if genre == "chirps":
+        return chirp(seconds, 80.0 + 40 * n, 2000.0 + 700 * n, sr)
+    if genre == "noise":
+        return noise(seconds, sr, seed=n, amp=0.05 + 0.03 * n)
+    if genre == "beats":
+        return beats(seconds, 90.0 + 12 * n, sr, seed=n)
+    raise ValueError(genre)
+
+
+def write_synthetic_catalog(folder: Path, per_genre: int = 5) -> Path:
+    """A catalog CSV of synthetic WAV songs (4 genres, 3 artists) for tests and the offline demo."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["id,title,artist,release_date,genre,audio_path"]
+    for genre in SYNTH_GENRES:
+        for n in range(per_genre):
+            song_id = f"{genre}-{n:02d}"
+            sf.write(folder / f"{song_id}.wav", synthetic_song(genre, n), 22050)
+            artist = f"Synth Lab {'ABC'[n % 3]}"
+            released = f"{2010 + n}-0{1 + n % 9}-15"
+            lines.append(f"{song_id},{genre.title()} No. {n},{artist},{released},{genre},{song_id}.wav")
+    path = folder / "catalog.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -6,6 +6,7 @@ Used by the demo and by the tests (which run real servers, not mocks).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,3 +92,37 @@ def running(module: str, env: dict[str, str], tmp: Path, timeout: float = 120.0)
         yield proc
     finally:
         proc.stop()
+
+
+@dataclass
+class RedisProc:
+    url: str
+    port: int
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def start_redis(tmp: Path, port: int | None = None) -> RedisProc | None:
+    """A private redis-server on loopback (no persistence), or None when it is not installed."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None
+    port = port or free_port()
+    process = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return RedisProc(f"redis://127.0.0.1:{port}/0", port, process)
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"redis-server did not start on port {port}")

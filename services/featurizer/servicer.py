@@ -10,7 +10,8 @@ import grpc
 import numpy as np
 
 from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc
-from services.common.errors import exhausted, invalid
+from services.common.errors import exhausted
+from services.common.upload import collect_upload
 from services.featurizer.features import HOP, N_FFT
 from services.featurizer.pipeline import Analysis, analyse
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
@@ -84,9 +85,9 @@ class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
         request_iterator: AsyncIterator[featurizer_pb2.FeaturizeStreamRequest],
         context: grpc.aio.ServicerContext,
     ) -> featurizer_pb2.FeaturizeStreamResponse:
-        data, filename, omit_mel = await collect_upload(request_iterator, self._max_upload)
-        result = await self._run(data, filename)
-        return featurizer_pb2.FeaturizeStreamResponse(**response_fields(result, omit_mel))
+        data, first = await collect_upload(request_iterator, self._max_upload)
+        result = await self._run(data, first.filename)
+        return featurizer_pb2.FeaturizeStreamResponse(**response_fields(result, first.omit_mel))
 
     async def GetFeatureSchema(
         self, request: featurizer_pb2.GetFeatureSchemaRequest, context: grpc.aio.ServicerContext
@@ -100,26 +101,3 @@ class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-async def collect_upload(request_iterator: AsyncIterator, max_bytes: int) -> tuple[bytes, str, bool]:
-    """Join streamed chunks; stop early with RESOURCE_EXHAUSTED once the limit is passed."""
-    chunks: list[bytes] = []
-    size = 0
-    filename = ""
-    omit_mel = False
-    first = True
-    async for message in request_iterator:
-        if first:
-            filename = message.filename
-            omit_mel = getattr(message, "omit_mel", False)
-            first = False
-        size += len(message.chunk)
-        if size > max_bytes:
-            raise exhausted(
-                f"streamed upload passed the {max_bytes / 2**20:.0f} MiB limit (MAX_UPLOAD_MB); send a shorter file"
-            )
-        chunks.append(message.chunk)
-    if first:
-        raise invalid("stream carried no messages: send the file as one or more chunks")
-    return b"".join(chunks), filename, omit_mel

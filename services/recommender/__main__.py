@@ -1,0 +1,59 @@
+"""Run the recommender: python -m services.recommender"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
+from services.common.config import env_float, env_int, env_str
+from services.common.server import MiB, ServiceSpec, channel_options, run
+from services.recommender.cache import ResponseCache
+from services.recommender.live import LiveIndex
+from services.recommender.servicer import RecommenderServicer
+from services.recommender.upstream import Upstream
+
+live = LiveIndex(Path(env_str("INDEX_DIR", "var/index")), env_float("INDEX_POLL_SECONDS", 2.0))
+parts: dict[str, object] = {}
+
+
+async def register(server: grpc.aio.Server) -> Sequence[str]:
+    # aio channels and the Redis client belong to the running event loop: create them inside it.
+    cache = ResponseCache(
+        env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        env_int("CACHE_TTL_SECONDS", 3600),
+        env_float("REDIS_TIMEOUT_SECONDS", 0.25),
+    )
+    upstream = Upstream(
+        env_str("FEATURIZER_ADDR", "127.0.0.1:50051"), env_str("CLASSIFIER_ADDR", "127.0.0.1:50052"), channel_options()
+    )
+    parts.update(cache=cache, upstream=upstream)
+    servicer = RecommenderServicer(
+        live,
+        cache,
+        upstream,
+        max_upload_bytes=env_int("MAX_UPLOAD_MB", 64) * MiB,
+        upstream_timeout=env_float("UPSTREAM_TIMEOUT_SECONDS", 30.0),
+        runner_up_below=env_float("RUNNER_UP_BELOW_SHARE", 0.8),
+        ef_search=env_int("HNSW_EF_SEARCH", 64),
+    )
+    recommender_pb2_grpc.add_RecommenderServiceServicer_to_server(servicer, server)
+    return [recommender_pb2.DESCRIPTOR.services_by_name["RecommenderService"].full_name]
+
+
+async def warmup() -> None:
+    await parts["cache"].check()
+    await live.wait_first()
+    live.start_watching()
+
+
+async def shutdown() -> None:
+    await live.stop()
+    await parts["cache"].close()
+    await parts["upstream"].close()
+
+
+if __name__ == "__main__":
+    run(ServiceSpec("recommender", 50053, register, warmup, shutdown))

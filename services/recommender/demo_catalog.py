@@ -1,0 +1,49 @@
+"""Write a catalog CSV for a GTZAN-style folder (<root>/<genre>/<file>.wav).
+
+GTZAN carries no titles, artists or dates: the title is the clip name, artist and date are
+left unknown. The CSV holds paths only; the audio stays in ../shared/data.
+
+    python -m services.recommender.demo_catalog --gtzan ../shared/data/gtzan_mini/genres --out var/demo/catalog.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from services.recommender.catalog import CatalogSong, write_catalog
+
+AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".au"}
+
+
+def gtzan_catalog(root: Path) -> list[CatalogSong]:
+    songs = []
+    for path in sorted(p for p in root.glob("*/*") if p.suffix.lower() in AUDIO_SUFFIXES):
+        genre = path.parent.name.lower()
+        songs.append(
+            CatalogSong(
+                id=path.stem,
+                title=path.stem.replace(".", " ").title(),
+                artist="",
+                release_date="",
+                genre=genre,
+                audio_path=path.resolve(),
+            )
+        )
+    return songs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gtzan", type=Path, default=Path("../shared/data/gtzan_mini/genres"))
+    parser.add_argument("--out", type=Path, default=Path("var/demo/catalog.csv"))
+    args = parser.parse_args()
+    songs = gtzan_catalog(args.gtzan)
+    if not songs:
+        raise SystemExit(f"no audio under {args.gtzan} (see ../shared/data/README.md)")
+    write_catalog(args.out, songs)
+    print(f"wrote {len(songs)} songs to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

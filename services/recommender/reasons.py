@@ -1,0 +1,52 @@
+"""Say in a few words why two songs are close: the feature groups they agree on most."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Feature-name prefix -> what a listener would call it.
+GROUPS = {
+    "tempo": "tempo",
+    "mfcc": "timbre",
+    "spectral_centroid": "brightness",
+    "rolloff": "brightness",
+    "spectral_bandwidth": "spectral spread",
+    "zero_crossing_rate": "noisiness",
+    "rms": "loudness",
+    "chroma_stft": "harmony",
+    "harmony": "harmonic energy",
+    "perceptr": "percussive energy",
+}
+
+
+def feature_groups(names: list[str]) -> dict[str, np.ndarray]:
+    """Column indices of each named group."""
+    groups: dict[str, list[int]] = {}
+    for column, name in enumerate(names):
+        for prefix, label in GROUPS.items():
+            if name.startswith(prefix):
+                groups.setdefault(label, []).append(column)
+                break
+    return {label: np.array(cols) for label, cols in groups.items()}
+
+
+def explain(
+    groups: dict[str, np.ndarray],
+    names: list[str],
+    query_z: np.ndarray,
+    hit_z: np.ndarray,
+    query_raw: np.ndarray,
+    hit_raw: np.ndarray,
+    top: int = 2,
+) -> str:
+    """E.g. "closest in tempo (120 vs 123 BPM) and timbre" (standardised distance per group)."""
+    gaps = {label: float(np.mean(np.abs(query_z[cols] - hit_z[cols]))) for label, cols in groups.items()}
+    closest = sorted(gaps, key=gaps.get)[:top]
+    words = []
+    for label in closest:
+        if label == "tempo" and "tempo" in names:
+            t = names.index("tempo")
+            words.append(f"tempo ({query_raw[t]:.0f} vs {hit_raw[t]:.0f} BPM)")
+        else:
+            words.append(label)
+    return "closest in " + " and ".join(words)
