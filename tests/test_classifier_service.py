@@ -35,20 +35,6 @@ def mel_of(samples: np.ndarray, sr: int) -> audio_pb2.MelSpectrogram:
     return audio_pb2.MelSpectrogram(shape=list(log_mel.shape), data=log_mel.astype("<f4").tobytes())
 
 
-@pytest.fixture(scope="module")
-def modelserver(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ms")
-    with running("services.classifier.modelserver", {"MODEL_CONFIG_FILE": str(MODELS / "models.config")}, tmp) as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def classifier(modelserver, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cl")
-    with running("services.classifier", {"TF_SERVING_ADDR": modelserver.address}, tmp) as p:
-        yield p
-
-
 def classify(address: str, mel: audio_pb2.MelSpectrogram, timeout: float = 30) -> classifier_pb2.ClassifyResponse:
     with grpc.insecure_channel(address) as channel:
         return classifier_pb2_grpc.ClassifierServiceStub(channel).Classify(

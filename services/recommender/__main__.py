@@ -11,6 +11,7 @@ from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.config import env_float, env_int, env_str
 from services.common.server import MiB, ServiceSpec, channel_options, run
 from services.recommender.cache import ResponseCache
+from services.recommender.index import DEFAULT_EF_SEARCH
 from services.recommender.live import LiveIndex
 from services.recommender.servicer import RecommenderServicer
 from services.recommender.upstream import Upstream
@@ -37,7 +38,7 @@ async def register(server: grpc.aio.Server) -> Sequence[str]:
         max_upload_bytes=env_int("MAX_UPLOAD_MB", 64) * MiB,
         upstream_timeout=env_float("UPSTREAM_TIMEOUT_SECONDS", 30.0),
         runner_up_below=env_float("RUNNER_UP_BELOW_SHARE", 0.8),
-        ef_search=env_int("HNSW_EF_SEARCH", 64),
+        ef_search=env_int("HNSW_EF_SEARCH", DEFAULT_EF_SEARCH),
     )
     recommender_pb2_grpc.add_RecommenderServiceServicer_to_server(servicer, server)
     return [recommender_pb2.DESCRIPTOR.services_by_name["RecommenderService"].full_name]

@@ -7,9 +7,9 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
-DEFAULT_M = 16
+DEFAULT_M = 32
 DEFAULT_EF_CONSTRUCTION = 200
-DEFAULT_EF_SEARCH = 64
+DEFAULT_EF_SEARCH = 256
 
 
 def build_hnsw(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.recommender.index import hnsw_search
+from services.recommender.index import DEFAULT_EF_SEARCH, hnsw_search
 from services.recommender.reasons import explain, feature_groups
 from services.recommender.store import IndexSet, SongRecord
 
@@ -36,7 +36,7 @@ class Query:
     exclude_id: str = ""
 
 
-def recommend(index_set: IndexSet, query: Query, ef: int = 64) -> list[Hit]:
+def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH) -> list[Hit]:
     z = index_set.standardise(query.raw)
     genres = [g for g in query.genres if g in index_set.indexes]
     total = sum(index_set.indexes[g].get_current_count() for g in genres)

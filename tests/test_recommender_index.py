@@ -1,0 +1,127 @@
+"""Indexes, generations, the recommendation rules and the catalog, without servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
+from services.recommender.catalog import CatalogError, read_catalog
+from services.recommender.index import DEFAULT_EF_SEARCH, build_hnsw, exact_search, hnsw_search, normalise_rows
+from services.recommender.search import Query, recommend
+from services.recommender.store import (
+    KEEP_GENERATIONS,
+    SongRecord,
+    build_generation,
+    current_generation,
+    load_current,
+)
+
+DIM = len(FEATURE_NAMES)
+
+
+def clustered(n: int, dim: int = DIM, clusters: int = 40, seed: int = 0) -> np.ndarray:
+    """Vectors in overlapping clusters, like songs of a few styles (harder than uniform noise)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)) * 2
+    return (centres[rng.integers(0, clusters, n)] + rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def recall_at(k: int, vectors: np.ndarray, queries: np.ndarray, ef: int = DEFAULT_EF_SEARCH) -> float:
+    graph = build_hnsw(vectors, np.arange(len(vectors)))
+    unit = normalise_rows(vectors)
+    found = 0
+    for q in queries:
+        exact, _ = exact_search(unit, q, k)
+        approx = {label for label, _ in hnsw_search(graph, q, k, ef)}
+        found += len(approx & set(exact.tolist()))
+    return found / (k * len(queries))
+
+
+def test_hnsw_recall_at_5_against_exact_cosine() -> None:
+    # Isotropic noise in all 57 dimensions is a hard case for HNSW (real features correlate).
+    vectors = clustered(20_000)
+    queries = clustered(200, seed=1)
+    assert recall_at(5, vectors, queries) >= 0.95
+    assert recall_at(5, vectors, queries, ef=8) < 0.95  # the check can fail: a starved search misses
+
+
+def test_hnsw_similarity_is_cosine() -> None:
+    vectors = clustered(500)
+    graph = build_hnsw(vectors, np.arange(500))
+    (label, sim), *_ = hnsw_search(graph, vectors[3] * 7.0, 3)  # scale does not matter to cosine
+    assert label == 3 and sim == pytest.approx(1.0, abs=1e-5)
+    rows, sims = exact_search(normalise_rows(vectors), vectors[3], 3)
+    assert rows[0] == 3 and sims[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def songs_and_vectors(per_genre: int = 30) -> tuple[list[SongRecord], np.ndarray]:
+    songs = [
+        SongRecord(f"{g}-{i}", f"{g} song {i}", f"artist {i % 4}", "2001-02-03", g, g, 1.0, [g])
+        for g in ("rock", "jazz")
+        for i in range(per_genre)
+    ]
+    return songs, clustered(len(songs), clusters=6)
+
+
+def test_generations_swap_atomically_and_old_ones_are_pruned(tmp_path: Path) -> None:
+    songs, vectors = songs_and_vectors()
+    assert load_current(tmp_path) is None
+    for expected in range(1, KEEP_GENERATIONS + 3):
+        assert build_generation(tmp_path, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, progress=False) == expected
+        assert current_generation(tmp_path) == expected
+    loaded = load_current(tmp_path)
+    assert loaded.generation == KEEP_GENERATIONS + 2 and loaded.genres == ["jazz", "rock"]
+    assert [s.id for s in loaded.songs] == [s.id for s in songs]
+    np.testing.assert_allclose(loaded.standardise(vectors).mean(axis=0), 0.0, atol=1e-4)
+    kept = sorted(p.name for p in tmp_path.glob("gen-*"))
+    assert len(kept) == KEEP_GENERATIONS and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_recommend_rules(tmp_path: Path) -> None:
+    songs, vectors = songs_and_vectors()
+    # rock-1 is a re-release of rock-0 (same title and artist), rock-2 the same recording again
+    songs[1].title, songs[1].artist = songs[0].title, songs[0].artist
+    vectors[1] = vectors[0] + 0.01
+    vectors[2] = vectors[5]
+    build_generation(tmp_path, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, progress=False)
+    index = load_current(tmp_path)
+
+    hits = recommend(index, Query(vectors[0], ["rock"], k=10, exclude_id="rock-0"))
+    ids = [h.song.id for h in hits]
+    assert len(ids) == 10 and len(set(ids)) == 10
+    assert "rock-0" not in ids and "rock-1" not in ids  # never the query song, nor its duplicate
+    assert not {"rock-2", "rock-5"} <= set(ids)  # one recording at most once
+    assert all(h.song.genre == "rock" for h in hits)
+    sims = [h.similarity for h in hits]
+    assert sims == sorted(sims, reverse=True)
+    assert all(h.reason.startswith("closest in ") for h in hits)
+
+    capped = recommend(index, Query(vectors[0], ["rock"], k=10, max_per_artist=1, exclude_id="rock-0"))
+    artists = [h.song.artist for h in capped]
+    assert len(artists) == len(set(artists)) == 4  # only four artists exist
+
+    both = recommend(index, Query(vectors[0], ["rock", "jazz"], k=60))
+    assert {h.song.genre for h in both} == {"rock", "jazz"} and len(both) == 58  # no query, one of rock-2|5
+
+    # an uploaded copy of a catalog song is the query song: left out
+    assert "rock-7" not in [h.song.id for h in recommend(index, Query(vectors[7], ["rock"], k=5))]
+
+
+def test_catalog_is_validated(tmp_path: Path) -> None:
+    good = "id,title,artist,release_date,genre,audio_path\na,A,X,1999-12-31,Rock,a.wav\nb,B,,,, /abs/b.wav\n"
+    (tmp_path / "ok.csv").write_text(good)
+    songs = read_catalog(tmp_path / "ok.csv")
+    assert songs[0].genre == "rock" and songs[0].audio_path == tmp_path / "a.wav"
+    assert songs[1].release_date == "" and songs[1].audio_path == Path("/abs/b.wav")
+    for text, message in [
+        ("id,title\na,A\n", "missing columns"),
+        ("id,title,artist,release_date,genre,audio_path\na,A,X,,,a.wav\na,B,X,,,b.wav\n", "duplicate id"),
+        ("id,title,artist,release_date,genre,audio_path\na,A,X,31/12/1999,,a.wav\n", "release_date"),
+        ("id,title,artist,release_date,genre,audio_path\n ,A,X,,,a.wav\n", "empty id"),
+    ]:
+        (tmp_path / "bad.csv").write_text(text)
+        with pytest.raises(CatalogError, match=message):
+            read_catalog(tmp_path / "bad.csv")
