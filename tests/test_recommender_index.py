@@ -89,7 +89,7 @@ def test_recommend_rules(tmp_path: Path) -> None:
     build_generation(tmp_path, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, progress=False)
     index = load_current(tmp_path)
 
-    hits = recommend(index, Query(vectors[0], ["rock"], k=10, exclude_id="rock-0"))
+    hits = recommend(index, Query(vectors[0], ["rock"], k=10, exclude_id="rock-0")).hits
     ids = [h.song.id for h in hits]
     assert len(ids) == 10 and len(set(ids)) == 10
     assert "rock-0" not in ids and "rock-1" not in ids  # never the query song, nor its duplicate
@@ -99,15 +99,21 @@ def test_recommend_rules(tmp_path: Path) -> None:
     assert sims == sorted(sims, reverse=True)
     assert all(h.reason.startswith("closest in ") for h in hits)
 
-    capped = recommend(index, Query(vectors[0], ["rock"], k=10, max_per_artist=1, exclude_id="rock-0"))
+    capped = recommend(index, Query(vectors[0], ["rock"], k=10, max_per_artist=1, exclude_id="rock-0")).hits
     artists = [h.song.artist for h in capped]
     assert len(artists) == len(set(artists)) == 4  # only four artists exist
 
-    both = recommend(index, Query(vectors[0], ["rock", "jazz"], k=60))
+    both = recommend(index, Query(vectors[0], ["rock", "jazz"], k=60)).hits
     assert {h.song.genre for h in both} == {"rock", "jazz"} and len(both) == 58  # no query, one of rock-2|5
 
     # an uploaded copy of a catalog song is the query song: left out
-    assert "rock-7" not in [h.song.id for h in recommend(index, Query(vectors[7], ["rock"], k=5))]
+    assert "rock-7" not in [h.song.id for h in recommend(index, Query(vectors[7], ["rock"], k=5)).hits]
+
+    # a genre with too few songs is filled from the fallback genres, after its own songs
+    filled = recommend(index, Query(vectors[0], ["rock"], k=40, exclude_id="rock-0", fallback=["jazz", "rock"]))
+    assert filled.searched == ["rock", "jazz"] and len(filled.hits) == 40
+    genres = [h.song.genre for h in filled.hits]
+    assert genres == sorted(genres, key=lambda g: g != "rock") and genres.count("rock") == 27
 
 
 def test_catalog_is_validated(tmp_path: Path) -> None:
@@ -125,3 +131,14 @@ def test_catalog_is_validated(tmp_path: Path) -> None:
         (tmp_path / "bad.csv").write_text(text)
         with pytest.raises(CatalogError, match=message):
             read_catalog(tmp_path / "bad.csv")
+
+
+def test_low_confidence_vote_also_searches_the_runner_up(tmp_path: Path) -> None:
+    from services.recommender.servicer import with_runner_up
+
+    songs, vectors = songs_and_vectors()
+    build_generation(tmp_path, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, progress=False)
+    index = load_current(tmp_path)
+    ranking = ["rock", "blues", "jazz"]  # blues is not in this catalog: the next indexed genre is
+    assert with_runner_up("rock", ranking, 3 / 5, 0.8, index) == ["rock", "jazz"]
+    assert with_runner_up("rock", ranking, 4 / 5, 0.8, index) == ["rock"]

@@ -2,12 +2,13 @@
 
 Rules: never the query song (by id, or the same recording: similarity ~1), no duplicates (same
 id, same title+artist, or the same recording twice), an optional cap per artist, best first.
-Searches grow until k songs pass the rules or the genres are exhausted.
+Searches grow until k songs pass the rules or the genres are exhausted. When the query's
+genres hold fewer than k eligible songs, the fallback genres fill the rest (after them).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,26 +35,91 @@ class Query:
     k: int = DEFAULT_K
     max_per_artist: int = 0
     exclude_id: str = ""
+    fallback: list[str] = field(default_factory=list)  # searched only to fill up to k
 
 
-def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH) -> list[Hit]:
-    z = index_set.standardise(query.raw)
-    genres = [g for g in query.genres if g in index_set.indexes]
+@dataclass
+class Result:
+    hits: list[Hit]
+    searched: list[str]  # the genres whose songs were considered
+
+
+class _Picker:
+    """Applies the rules to candidates in order, remembering what it has taken."""
+
+    def __init__(self, index_set: IndexSet, query: Query) -> None:
+        self.index_set = index_set
+        self.query = query
+        self.picked: list[tuple[int, float]] = []
+        self.seen_ids: set[str] = {query.exclude_id} if query.exclude_id else set()
+        self.seen_titles: set[tuple[str, str]] = set()
+        self.per_artist: dict[str, int] = {}
+        if query.exclude_id in index_set.by_id:
+            song = index_set.songs[index_set.by_id[query.exclude_id]]
+            self.seen_titles.add((song.title.casefold(), song.artist.casefold()))
+
+    def offer(self, row: int, sim: float) -> None:
+        song = self.index_set.songs[row]
+        title_key = (song.title.casefold(), song.artist.casefold())
+        artist = song.artist.casefold()
+        unit = self.index_set.unit
+        if song.id in self.seen_ids or sim >= SAME_RECORDING:
+            return
+        if song.title and title_key in self.seen_titles:
+            return
+        if any(float(unit[row] @ unit[other]) >= SAME_RECORDING for other, _ in self.picked):
+            return
+        if self.query.max_per_artist and artist and self.per_artist.get(artist, 0) >= self.query.max_per_artist:
+            return
+        self.seen_ids.add(song.id)
+        self.seen_titles.add(title_key)
+        self.per_artist[artist] = self.per_artist.get(artist, 0) + 1
+        self.picked.append((row, sim))
+
+
+def _pick(
+    index_set: IndexSet, query: Query, base: list[tuple[int, float]], candidates: list[tuple[int, float]], k: int
+) -> list[tuple[int, float]]:
+    picker = _Picker(index_set, query)
+    for row, sim in base:  # already accepted: replaying them restores the picker's memory
+        picker.offer(row, sim)
+    for row, sim in candidates:
+        if len(picker.picked) >= k:
+            break
+        picker.offer(row, sim)
+    return picker.picked
+
+
+def _fill(
+    index_set: IndexSet, query: Query, base: list[tuple[int, float]], z: np.ndarray, genres: list[str], ef: int
+) -> list[tuple[int, float]]:
+    """Add the genres' nearest songs, best first, until k are picked or the genres run out."""
+    picked = list(base)
     total = sum(index_set.indexes[g].get_current_count() for g in genres)
     want = query.k + 8
-    while True:
-        candidates: list[tuple[int, float]] = []
-        for genre in genres:
-            candidates += hnsw_search(index_set.indexes[genre], z, want, ef)
+    while genres:
+        candidates = [c for genre in genres for c in hnsw_search(index_set.indexes[genre], z, want, ef)]
         candidates.sort(key=lambda c: -c[1])
-        picked = _apply_rules(index_set, query, candidates)
+        picked = _pick(index_set, query, base, candidates, query.k)
         if len(picked) >= query.k or want >= total:
             break
         want *= 2
-    picked = picked[: query.k]
+    return picked
+
+
+def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH) -> Result:
+    z = index_set.standardise(query.raw)
+    genres = [g for g in dict.fromkeys(query.genres) if g in index_set.indexes]
+    picked = _fill(index_set, query, [], z, genres, ef)
+    searched = list(genres)
+    if len(picked) < query.k:
+        extra = [g for g in dict.fromkeys(query.fallback) if g in index_set.indexes and g not in genres]
+        picked = _fill(index_set, query, picked, z, extra, ef)
+        searched += extra
     groups = feature_groups(index_set.feature_names)
-    standardised = index_set.standardise(index_set.raw[[row for row, _ in picked]]) if picked else []
-    return [
+    rows = [row for row, _ in picked]
+    standardised = index_set.standardise(index_set.raw[rows]) if rows else []
+    hits = [
         Hit(
             index_set.songs[row],
             sim,
@@ -61,32 +127,4 @@ def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH) ->
         )
         for (row, sim), hit_z in zip(picked, standardised, strict=True)
     ]
-
-
-def _apply_rules(index_set: IndexSet, query: Query, candidates: list[tuple[int, float]]) -> list[tuple[int, float]]:
-    picked: list[tuple[int, float]] = []
-    seen_ids: set[str] = {query.exclude_id} if query.exclude_id else set()
-    seen_titles: set[tuple[str, str]] = set()
-    per_artist: dict[str, int] = {}
-    if query.exclude_id in index_set.by_id:
-        song = index_set.songs[index_set.by_id[query.exclude_id]]
-        seen_titles.add((song.title.casefold(), song.artist.casefold()))
-    for row, sim in candidates:
-        song = index_set.songs[row]
-        title_key = (song.title.casefold(), song.artist.casefold())
-        artist = song.artist.casefold()
-        if song.id in seen_ids or sim >= SAME_RECORDING:
-            continue
-        if song.title and title_key in seen_titles:
-            continue
-        if any(float(index_set.unit[row] @ index_set.unit[other]) >= SAME_RECORDING for other, _ in picked):
-            continue
-        if query.max_per_artist and artist and per_artist.get(artist, 0) >= query.max_per_artist:
-            continue
-        seen_ids.add(song.id)
-        seen_titles.add(title_key)
-        per_artist[artist] = per_artist.get(artist, 0) + 1
-        picked.append((row, sim))
-        if len(picked) >= query.k:
-            break
-    return picked
+    return Result(hits, searched)

@@ -99,11 +99,12 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
                 log.warning("unreadable cache entry ignored", extra={"key": key})
         song = index.songs[row]
         genres = with_runner_up(song.genre, song.ranking, song.vote_share, self._runner_up_below, index)
-        hits = recommend(index, Query(index.raw[row], genres, k, cap, exclude_id=song.id), self._ef)
+        query = Query(index.raw[row], genres, k, cap, exclude_id=song.id, fallback=index.genres)
+        result = recommend(index, query, self._ef)
         response = recommender_pb2.RecommendByIdResponse(
             query=song_message(song),
-            recommendations=hit_messages(hits),
-            searched_genres=genres,
+            recommendations=hit_messages(result.hits),
+            searched_genres=result.searched,
             index_generation=index.generation,
         )
         await self._cache.put(key, response.SerializeToString())
@@ -124,20 +125,20 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         vote = await self._upstream.classify(analysis.mel, timeout)
         genres = self._genres_for_vote(index, vote)
         raw = np.asarray(analysis.features.values, dtype=np.float32)
-        hits = recommend(index, Query(raw, genres, k, cap), self._ef)
+        result = recommend(index, Query(raw, genres, k, cap, fallback=index.genres), self._ef)
         return recommender_pb2.RecommendByAudioResponse(
-            recommendations=hit_messages(hits),
+            recommendations=hit_messages(result.hits),
             classification=vote,
             window=analysis.window,
-            searched_genres=genres,
+            searched_genres=result.searched,
             index_generation=index.generation,
         )
 
     def _genres_for_vote(self, index: IndexSet, vote: classifier_pb2.ClassifyResponse) -> list[str]:
         ranking = [score.genre for score in vote.ranking] or [vote.genre]
         indexed = [g for g in ranking if g in index.indexes]
-        if not indexed:
-            raise unavailable(f"no indexed genre matches the vote {ranking}; the catalog index has {index.genres}")
+        if not indexed:  # the catalog uses other genre names than the models: search it all
+            return index.genres
         share = vote.votes / vote.folds_voted if vote.folds_voted else 0.0
         return with_runner_up(indexed[0], indexed, share, self._runner_up_below, index)
 
@@ -171,9 +172,11 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             raise invalid(f"unknown genre {request.genre!r}; indexed genres: {', '.join(index.genres)}")
         genres = [genre] if genre else index.genres
         raw = np.asarray(features.values, dtype=np.float32)
-        hits = recommend(index, Query(raw, genres, k, cap), self._ef)
+        result = recommend(index, Query(raw, genres, k, cap), self._ef)
         return recommender_pb2.RecommendByFeaturesResponse(
-            recommendations=hit_messages(hits), searched_genres=genres, index_generation=index.generation
+            recommendations=hit_messages(result.hits),
+            searched_genres=result.searched,
+            index_generation=index.generation,
         )
 
     async def GetSong(

@@ -1,0 +1,191 @@
+"""The recommender over real gRPC with real neighbours: featurizer, classifier, model server, Redis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+import pytest
+
+from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc, recommender_pb2, recommender_pb2_grpc
+from services.common.localrun import Proc
+from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
+from services.recommender.store import build_generation, load_current
+from tests import synth
+from tests.conftest import Catalog, grpcurl_exe
+
+Options = recommender_pb2.RecommendOptions
+
+
+@pytest.fixture(scope="module")
+def stub(recommender: Proc) -> Iterator[recommender_pb2_grpc.RecommenderServiceStub]:
+    with grpc.insecure_channel(recommender.address) as channel:
+        yield recommender_pb2_grpc.RecommenderServiceStub(channel)
+
+
+def by_id(stub, song_id: str, **options: int) -> recommender_pb2.RecommendByIdResponse:
+    request = recommender_pb2.RecommendByIdRequest(song_id=song_id, options=Options(**options))
+    return stub.RecommendById(request, timeout=30)
+
+
+def upload(stub, data: bytes, filename: str = "upload.wav", chunk: int = 64 * 1024, **options: int):
+    first = {"filename": filename, "options": Options(**options)}
+    messages = [
+        recommender_pb2.RecommendByAudioRequest(chunk=data[i : i + chunk], **(first if i == 0 else {}))
+        for i in range(0, max(len(data), 1), chunk)
+    ]
+    return stub.RecommendByAudio(iter(messages), timeout=120)
+
+
+def code_of(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    assert err.value.details(), "an error must say what to do"
+    return err.value.code()
+
+
+def test_recommend_by_id_defaults(stub) -> None:
+    reply = by_id(stub, "beats-02")
+    assert reply.query.id == "beats-02" and reply.query.artist == "Synth Lab C"
+    assert len(reply.recommendations) == 5
+    assert reply.searched_genres[0] == "beats" and reply.index_generation >= 1
+    # beats holds 4 other songs: the 5th comes from the other genres, after them
+    assert len(reply.searched_genres) == 4
+    ids = [r.song.id for r in reply.recommendations]
+    assert "beats-02" not in ids and len(set(ids)) == 5
+    for rec in reply.recommendations:
+        song = rec.song
+        assert song.title and song.artist and song.release_date and song.genre in reply.searched_genres
+        assert -1.0 <= rec.similarity <= 1.0 and rec.reason.startswith("closest in ")
+    sims = [r.similarity for r in reply.recommendations[:4]]
+    assert sims == sorted(sims, reverse=True)
+    assert set(ids[:4]) == {f"beats-0{n}" for n in (0, 1, 3, 4)} and not ids[4].startswith("beats")
+
+
+def test_second_call_is_cached_and_equal(stub) -> None:
+    first = by_id(stub, "tones-01", k=3)
+    second = by_id(stub, "tones-01", k=3)
+    assert second.cached
+    assert [r.song.id for r in second.recommendations] == [r.song.id for r in first.recommendations]
+    assert by_id(stub, "tones-01", k=4).cached is False  # options are part of the key
+
+
+def test_k_and_artist_cap(stub) -> None:
+    assert len(by_id(stub, "noise-00", k=1).recommendations) == 1
+    many = by_id(stub, "noise-00", k=100)
+    assert len(many.recommendations) == 19  # every other song, once
+    capped = by_id(stub, "noise-00", k=10, max_per_artist=1)
+    artists = [r.song.artist for r in capped.recommendations]
+    assert len(artists) == len(set(artists))
+
+
+def test_bad_ids_and_options(stub) -> None:
+    assert code_of(lambda: by_id(stub, "no-such-song")) == grpc.StatusCode.NOT_FOUND
+    assert code_of(lambda: by_id(stub, "")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: by_id(stub, "beats-00", k=-1)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: by_id(stub, "beats-00", k=101)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: by_id(stub, "beats-00", max_per_artist=-2)) == grpc.StatusCode.INVALID_ARGUMENT
+    get = stub.GetSong
+    assert code_of(lambda: get(recommender_pb2.GetSongRequest(song_id="nope"))) == grpc.StatusCode.NOT_FOUND
+    assert get(recommender_pb2.GetSongRequest(song_id="chirps-03")).song.title == "Chirps No. 3"
+    assert len(by_id(stub, "beats-00").recommendations) == 5  # still serving
+
+
+def test_recommend_by_uploaded_audio(stub) -> None:
+    data = synth.encode(synth.synthetic_song("beats", 2, seconds=40) * 0.9)
+    reply = upload(stub, data, "my-song.wav", k=3)
+    assert len(reply.recommendations) == 3
+    assert reply.classification.folds_voted == 5 and reply.classification.genre
+    assert reply.searched_genres and reply.window.policy == "centered"
+    assert reply.searched_genres[0] in {"tones", "chirps", "noise", "beats"}
+
+
+def test_upload_of_a_catalog_song_leaves_it_out(stub, synthetic_index: Catalog) -> None:
+    data = (synthetic_index.folder / "chirps-01.wav").read_bytes()
+    reply = upload(stub, data, "chirps-01.wav", k=100)
+    assert "chirps-01" not in [r.song.id for r in reply.recommendations]
+
+
+def test_bad_uploads(stub) -> None:
+    assert code_of(lambda: upload(stub, b"")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: upload(stub, b"not audio at all" * 100)) == grpc.StatusCode.INVALID_ARGUMENT
+    silence = synth.encode(np.zeros(22050 * 5, np.float32))
+    assert code_of(lambda: upload(stub, silence)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: upload(stub, b"", k=500)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_recommend_by_features(stub, featurizer: Proc) -> None:
+    with grpc.insecure_channel(featurizer.address) as channel:
+        features = featurizer_pb2_grpc.FeaturizerServiceStub(channel).Featurize(
+            featurizer_pb2.FeaturizeRequest(audio=synth.encode(synth.synthetic_song("tones", 3)), omit_mel=True),
+            timeout=60,
+        ).features
+    request = recommender_pb2.RecommendByFeaturesRequest(features=features, options=Options(k=4))
+    reply = stub.RecommendByFeatures(request, timeout=30)
+    assert sorted(reply.searched_genres) == ["beats", "chirps", "noise", "tones"]
+    assert len(reply.recommendations) == 4 and "tones-03" not in [r.song.id for r in reply.recommendations]
+    request.genre = "noise"
+    assert {r.song.genre for r in stub.RecommendByFeatures(request, timeout=30).recommendations} == {"noise"}
+
+    def bad(**change) -> grpc.StatusCode:
+        vector = audio_pb2.FeatureVector(schema_version=SCHEMA_VERSION, values=list(features.values))
+        genre = change.pop("genre", "")
+        for field, value in change.items():
+            del vector.values[:]
+            setattr(vector, field, value) if field == "schema_version" else vector.values.extend(value)
+        req = recommender_pb2.RecommendByFeaturesRequest(features=vector, genre=genre)
+        return code_of(lambda: stub.RecommendByFeatures(req, timeout=30))
+
+    assert bad(schema_version="gtzan-58-v9") == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad(values=[1.0, 2.0]) == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad(values=[float("nan")] * len(FEATURE_NAMES)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad(genre="polka") == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_grpcurl_recommends_by_id(recommender: Proc) -> None:
+    out = subprocess.run(
+        [grpcurl_exe(), "-plaintext", "-d", '{"song_id": "tones-00", "options": {"k": 2}}', recommender.address,
+         "musicrec.v1.RecommenderService/RecommendById"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    reply = json.loads(out.stdout)
+    assert len(reply["recommendations"]) == 2 and reply["query"]["id"] == "tones-00"
+
+
+def test_rebuild_swaps_generation_without_failed_queries(stub, synthetic_index: Catalog) -> None:
+    before = by_id(stub, "beats-01").index_generation
+    errors: list[BaseException] = []
+    generations: set[int] = set()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                generations.add(by_id(stub, "beats-01", k=4).index_generation)
+            except grpc.RpcError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    current = load_current(synthetic_index.index_dir)
+    for _ in range(2):  # two rebuilds while queries run
+        build_generation(
+            synthetic_index.index_dir, current.songs, current.raw, SCHEMA_VERSION, FEATURE_NAMES, progress=False
+        )
+        time.sleep(1.0)
+    deadline = time.monotonic() + 10
+    while max(generations, default=0) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert max(generations) == before + 2, generations
+    assert by_id(stub, "beats-01").cached is False  # a new generation starts with a cold cache
