@@ -24,6 +24,8 @@ from services.classifier.training import dataset
 from services.classifier.training.export import CROP_FRAMES, export_savedmodel, write_models_config
 
 ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_OUT = ROOT / "models"
+DEPLOY_MODELS_CONFIG = ROOT / "deploy" / "base" / "tfserving" / "models.config"
 
 
 def random_crops(mels: np.ndarray, labels: np.ndarray, rng: np.random.Generator, per_song: int):
@@ -68,7 +70,7 @@ def main() -> None:
     src.add_argument("--catalog", type=Path, help="catalog CSV instead of a GTZAN-style folder")
     parser.add_argument("--arch", default="xception", choices=["xception", "xception-full", "resnet50", "mobilenet"])
     parser.add_argument("--weights", help="local weights file to start from (no downloads)")
-    parser.add_argument("--out", type=Path, default=ROOT / "models")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=int(os.environ.get("TRAIN_EPOCHS", 30)))
     parser.add_argument("--batch", type=int, default=16)
@@ -110,6 +112,8 @@ def main() -> None:
             }
         )
     write_models_config(args.out / "models.config", names)
+    if args.out.resolve() == DEFAULT_OUT.resolve():  # the Kubernetes ConfigMap serves the same file
+        write_models_config(DEPLOY_MODELS_CONFIG, names)
     (args.out / "training.json").write_text(json.dumps(record, indent=1))
     accs = [f["val_accuracy"] for f in record["folds"]]
     print(f"fold validation accuracy {np.mean(accs):.3f} ± {np.std(accs):.3f}; models in {args.out}")
