@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
+import redis
 
 from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc, recommender_pb2, recommender_pb2_grpc
 from services.common.localrun import Proc
@@ -67,8 +68,10 @@ def test_recommend_by_id_defaults(stub) -> None:
     assert set(ids[:4]) == {f"beats-0{n}" for n in (0, 1, 3, 4)} and not ids[4].startswith("beats")
 
 
-def test_second_call_is_cached_and_equal(stub) -> None:
+def test_second_call_is_cached_and_equal(stub, redis_server) -> None:
+    redis.Redis.from_url(redis_server.url).flushdb()  # other tests share this Redis
     first = by_id(stub, "tones-01", k=3)
+    assert not first.cached
     second = by_id(stub, "tones-01", k=3)
     assert second.cached
     assert [r.song.id for r in second.recommendations] == [r.song.id for r in first.recommendations]
