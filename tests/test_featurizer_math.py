@@ -124,3 +124,40 @@ def test_window_policy(seconds: float, policy: str, start: float) -> None:
     assert clip.samples[100] == pytest.approx(start + 100 / SAMPLE_RATE, abs=0.01)
     if policy == "padded":
         assert np.all(clip.samples[int(seconds * SAMPLE_RATE) + 100 :] == 0)
+
+
+@pytest.mark.parametrize(
+    "signal",
+    [synth.beats(30, sr=SAMPLE_RATE), synth.noise(30, sr=SAMPLE_RATE), synth.tone(3, sr=SAMPLE_RATE), np.zeros(5000)],
+    ids=["beats", "noise", "short-tone", "silence"],
+)
+def test_rms_and_zcr_equal_librosa(signal: np.ndarray) -> None:
+    y = signal.astype(np.float32)
+    rms, zcr = kernels.rms_and_zcr(y, 2048, 512)
+    np.testing.assert_allclose(rms, librosa.feature.rms(y=y)[0], rtol=1e-5, atol=1e-9)
+    np.testing.assert_array_equal(zcr, librosa.feature.zero_crossing_rate(y)[0])
+
+
+def onset_of(y: np.ndarray) -> np.ndarray:
+    mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE)
+    return librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=SAMPLE_RATE)
+
+
+def test_tempo_equals_librosa_on_synthetic_beats() -> None:
+    from services.featurizer.features import _tempo
+
+    for bpm in (72, 96, 120, 143, 180):
+        onset = onset_of(synth.beats(30, bpm=bpm, sr=SAMPLE_RATE))
+        assert _tempo(onset, SAMPLE_RATE) == librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE)[0]
+    silent = np.zeros(938, np.float32)
+    assert _tempo(silent, SAMPLE_RATE) == librosa.feature.tempo(onset_envelope=silent, sr=SAMPLE_RATE)[0]
+
+
+@needs_gtzan
+def test_tempo_equals_librosa_on_every_real_clip() -> None:
+    from services.featurizer.features import _tempo
+
+    for path in gtzan_clips():
+        y, sr = sf.read(path, dtype="float32")
+        onset = onset_of(cut_clip(y, sr).samples)
+        assert _tempo(onset, SAMPLE_RATE) == librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE)[0], path.name

@@ -24,6 +24,7 @@ HOP = 512
 N_MELS = 128
 HPSS_KERNEL = 31
 ROLL_PERCENT = 0.85
+TEMPO_AC_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
@@ -79,16 +80,35 @@ def _istft(spectra: np.ndarray, length: int) -> np.ndarray:
     return y[:, start : start + length]
 
 
-def _zero_crossing_rate(y: np.ndarray) -> np.ndarray:
-    """librosa.feature.zero_crossing_rate(y) via one crossings pass and a cumulative sum."""
-    padded = np.pad(y, N_FFT // 2, mode="edge")
-    clean = np.where(np.abs(padded) <= 1e-10, 0.0, padded)
-    crossings = np.signbit(clean[1:]) != np.signbit(clean[:-1])
-    csum = np.concatenate(([0], np.cumsum(crossings, dtype=np.int64)))
-    n_frames = 1 + (len(padded) - N_FFT) // HOP
-    starts = np.arange(n_frames) * HOP
-    # crossings inside a frame are between its samples s..s+N_FFT-1: indices s..s+N_FFT-2 of `crossings`
-    return (csum[starts + N_FFT - 1] - csum[starts]) / N_FFT
+@lru_cache(maxsize=4)
+def _tempo_tables(sr: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """librosa.feature.tempo's defaults: 8 s autocorrelation window, log-normal prior at 120 BPM."""
+    win = int(librosa.time_to_frames(TEMPO_AC_SECONDS, sr=sr, hop_length=HOP))
+    window = librosa.filters.get_window("hann", win, fftbins=True)
+    bpms = librosa.tempo_frequencies(win, hop_length=HOP, sr=sr)
+    with np.errstate(divide="ignore"):
+        logprior = -0.5 * (np.log2(bpms) - np.log2(120.0)) ** 2
+    logprior[: int(np.argmax(bpms < 320.0))] = -np.inf
+    return win, window, bpms, logprior
+
+
+def _tempo(onset: np.ndarray, sr: int) -> float:
+    """librosa.feature.tempo(onset_envelope=onset, sr=sr) with one inverse FFT instead of one per frame.
+
+    The tempogram normalises each frame's autocorrelation by its largest magnitude, which is
+    always the lag-0 value (the frame's energy); the mean over frames is then linear in the
+    power spectra, so they are averaged first and transformed back once.
+    """
+    win, window, bpms, logprior = _tempo_tables(sr)
+    padded = np.pad(onset, win // 2, mode="linear_ramp", end_values=[0, 0])
+    frames = np.lib.stride_tricks.sliding_window_view(padded, win)[: len(onset)] * window
+    n_pad = scipy.fft.next_fast_len(2 * win - 1, real=True)
+    spectra = scipy.fft.rfft(frames, n=n_pad, axis=-1)
+    lag0 = np.einsum("ij,ij->i", frames, frames)
+    lag0[lag0 < np.finfo(lag0.dtype).tiny] = 1.0  # librosa leaves (near-)silent frames as they are
+    power = (spectra.real**2 + spectra.imag**2) / lag0[:, None]
+    tempogram = scipy.fft.irfft(power.mean(axis=0), n=n_pad)[:win]
+    return float(bpms[np.argmax(np.log1p(1e6 * tempogram) + logprior)])
 
 
 def _tuning(power: np.ndarray, sr: int) -> float:
@@ -114,13 +134,12 @@ def featurize(y: np.ndarray, sr: int = SAMPLE_RATE) -> Features:
 
     mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=20)
     onset = librosa.onset.onset_strength(S=mel_db, sr=sr)
-    tempo = librosa.feature.tempo(onset_envelope=onset, sr=sr)
+    tempo = _tempo(onset, sr)
 
     chroma_raw = _chroma_basis(sr, _tuning(power, sr)) @ power.T
     chroma = librosa.util.normalize(chroma_raw, norm=np.inf, axis=-2)
     centroid, bandwidth, rolloff = kernels.spectral_shape(mag, _fft_freqs(sr), ROLL_PERCENT)
-    rms = librosa.feature.rms(y=y)
-    zcr = _zero_crossing_rate(y)
+    rms, zcr = kernels.rms_and_zcr(y, N_FFT, HOP)
 
     harm = kernels.running_median(mag, HPSS_KERNEL)  # along time
     perc = kernels.running_median(np.ascontiguousarray(mag.T), HPSS_KERNEL).T.copy()  # along frequency
@@ -132,7 +151,7 @@ def featurize(y: np.ndarray, sr: int = SAMPLE_RATE) -> Features:
     values: list[float] = []
     for feature in (chroma, rms, centroid, bandwidth, rolloff, zcr, harmonic, percussive):
         values += _mean_var(feature)
-    values.append(float(np.atleast_1d(tempo)[0]))
+    values.append(tempo)
     for row in mfcc:
         values += _mean_var(row)
     vector = np.asarray(values, dtype=np.float32)

@@ -3,8 +3,8 @@
 Spectra here are frame-major, [n_frames, n_bins], so one frame is contiguous.
 
 - `running_median`: scipy.ndimage.median_filter(mode="reflect") along axis 0 for every
-  column at once. Each column keeps the ranks of its window; one update touches every slot
-  once and is SIMD-vectorised across columns (scipy's filter costs ~1 s a clip for HPSS).
+  column at once. Each column keeps its window sorted; one update is a branch-free pass
+  SIMD-vectorised across columns (scipy's filter costs ~1 s a clip for HPSS; this ~5 ms).
 - `harmonic_spectrum`: librosa's harmonic soft mask (power 2) applied to the STFT in one pass.
 - `spectral_shape`: centroid, bandwidth and rolloff in one pass over the magnitudes.
 - `piptrack_candidates`: the peaks librosa.piptrack finds, as estimate_tuning uses them.
@@ -19,6 +19,12 @@ import numpy as np
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def running_median(x: np.ndarray, size: int) -> np.ndarray:
+    """scipy.ndimage.median_filter(x, size=(size, 1), mode="reflect"), exactly, for odd `size`.
+
+    Each column keeps its window sorted. One step removes the oldest value and inserts the
+    new one in a single branch-free pass over the sorted positions, the same for every column,
+    so the column loop is SIMD-vectorised; the median is the middle row.
+    """
     half = size // 2
     n, lanes = x.shape
     idx = np.empty(n + 2 * half, dtype=np.int64)
@@ -31,45 +37,35 @@ def running_median(x: np.ndarray, size: int) -> np.ndarray:
             if j >= n:
                 j = 2 * n - j - 1
         idx[i] = j
-    vals = np.empty((size, lanes), dtype=x.dtype)
-    # rank = number of window values below this one; ties ordered by age (older is smaller)
-    rank = np.zeros((size, lanes), dtype=x.dtype)
+    srt = np.empty((size, lanes), dtype=x.dtype)  # each column's window, ascending
+    removed = np.empty(lanes, dtype=x.dtype)  # position p-1 of the window without the old value
     out = np.empty((n, lanes), dtype=x.dtype)
-    for j in range(size):
-        vals[j] = x[idx[j]]
-    for j in range(size):
-        for q in range(size):
-            for lane in range(lanes):
-                v = vals[q, lane]
-                w = vals[j, lane]
-                rank[j, lane] += (v < w) or (v == w and q < j)
-    med = np.zeros(lanes, dtype=x.dtype)
-    for j in range(size):
-        for lane in range(lanes):
-            med[lane] += vals[j, lane] if rank[j, lane] == half else 0.0
-    out[0] = med
-    count = np.empty(lanes, dtype=x.dtype)
-    old = np.empty(lanes, dtype=x.dtype)
-    for i in range(1, n):
-        slot = (i - 1) % size  # the oldest value leaves, the new one takes its slot
-        old[:] = vals[slot]
-        new = x[idx[i - 1 + size]]
-        count[:] = 0.0
-        med[:] = 0.0
+    column = np.empty(size, dtype=x.dtype)
+    for lane in range(lanes):
         for j in range(size):
-            if j == slot:
-                continue
-            for lane in range(lanes):
-                v = vals[j, lane]
-                r = rank[j, lane] - (v >= old[lane]) + (v > new[lane])
-                rank[j, lane] = r
-                count[lane] += v <= new[lane]
-                med[lane] += v if r == half else 0.0
+            column[j] = x[idx[j], lane]
+        column.sort()
+        srt[:, lane] = column
+    out[0] = srt[half]
+    for i in range(1, n):
+        old = x[idx[i - 1]]
+        new = x[idx[i - 1 + size]]
+        # Without old: R[p] = S[p] if S[p] < old else S[p+1] (drops its first occurrence).
+        # With new:    S'[p] = R[p] if R[p] < new else max(new, R[p-1]).
         for lane in range(lanes):
-            vals[slot, lane] = new[lane]
-            rank[slot, lane] = count[lane]
-            med[lane] += new[lane] if count[lane] == half else 0.0
-        out[i] = med
+            s = srt[0, lane]
+            r = s if s < old[lane] else srt[1, lane]
+            srt[0, lane] = r if r < new[lane] else new[lane]
+            removed[lane] = r
+        for p in range(1, size - 1):
+            for lane in range(lanes):
+                s = srt[p, lane]
+                r = s if s < old[lane] else srt[p + 1, lane]
+                srt[p, lane] = r if r < new[lane] else max(new[lane], removed[lane])
+                removed[lane] = r
+        for lane in range(lanes):
+            srt[size - 1, lane] = max(new[lane], removed[lane])
+        out[i] = srt[half]
     return out
 
 
@@ -179,3 +175,34 @@ def overlap_add(frames: np.ndarray, window: np.ndarray, inv_wss: np.ndarray, hop
         for i in range(out.shape[1]):
             out[c, i] *= inv_wss[i]
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def rms_and_zcr(y: np.ndarray, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """librosa.feature.rms(y) and zero_crossing_rate(y) (centred frames) from two prefix sums.
+
+    rms pads with zeros, zcr with the edge samples, as librosa does; |x| <= 1e-10 counts as 0.
+    """
+    n = len(y)
+    half = n_fft // 2
+    total = n + 2 * half
+    n_frames = 1 + (total - n_fft) // hop
+    energy = np.zeros(total + 1)
+    crossings = np.zeros(total, dtype=np.int64)
+    previous_negative = False
+    for i in range(total):
+        j = min(max(i - half, 0), n - 1)  # edge padding for the crossings
+        x = y[j]
+        inside = half <= i < half + n
+        energy[i + 1] = energy[i] + (float(x) * float(x) if inside else 0.0)
+        negative = abs(x) > 1e-10 and x < 0
+        crossings[i] = (crossings[i - 1] if i else 0) + (1 if i and negative != previous_negative else 0)
+        previous_negative = negative
+    rms = np.empty(n_frames, dtype=np.float32)
+    zcr = np.empty(n_frames)
+    for t in range(n_frames):
+        s = t * hop
+        rms[t] = np.sqrt(max(energy[s + n_fft] - energy[s], 0.0) / n_fft)
+        # crossings between samples s..s+n_fft-1 are flagged at indices s+1..s+n_fft-1
+        zcr[t] = (crossings[s + n_fft - 1] - crossings[s]) / n_fft
+    return rms, zcr
