@@ -42,6 +42,13 @@ def featurizer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 
 
 MODELS_CONFIG = ROOT / "models" / "models.config"
+# Lines tests want in the run's summary (e.g. the load test's figures), printed by the hook below.
+REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in REPORT:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from services.common.localrun import Proc, free_port, running, start_redis
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.store import current_generation, load_current
 from tests import synth
-from tests.conftest import MODELS_CONFIG, ROOT, Catalog, recommender_env
+from tests.conftest import MODELS_CONFIG, REPORT, ROOT, Catalog, recommender_env
 
 Options = recommender_pb2.RecommendOptions
 SONG_IDS = [f"{g}-{n:02d}" for g in synth.SYNTH_GENRES for n in range(5)]
@@ -235,6 +235,6 @@ def test_bounded_load_has_zero_errors(recommender: Proc, synthetic_index: Catalo
         if v
     )
     rate = total / seconds
-    print(f"\nload {seconds:.0f} s, 4 clients: {total} requests, {rate:.0f} rps, {len(errors)} errors; {summary}")
+    REPORT.append(f"load {seconds:.0f} s, 4 clients: {total} requests, {rate:.0f} rps, {len(errors)} errors; {summary}")
     assert not errors, errors[:5]
     assert total > seconds * 20

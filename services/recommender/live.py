@@ -6,10 +6,14 @@ import asyncio
 import logging
 from pathlib import Path
 
+from prometheus_client import Gauge
+
 from services.common.errors import unavailable
 from services.recommender.store import IndexSet, current_generation, load_generation
 
 log = logging.getLogger("recommender.index")
+GENERATION = Gauge("musicrec_index_generation", "Index generation being served")
+SONGS = Gauge("musicrec_index_songs", "Songs in the served index")
 
 
 class LiveIndex:
@@ -36,6 +40,8 @@ class LiveIndex:
         loaded = await asyncio.to_thread(load_generation, self.index_dir, generation)
         previous = self._current.generation if self._current else None
         self._current = loaded  # one reference swap: queries in flight keep the old set
+        GENERATION.set(generation)
+        SONGS.set(len(loaded.songs))
         log.info(
             "index generation loaded",
             extra={
