@@ -48,7 +48,7 @@ deploy-check: setup ## offline: kubectl kustomize + kubernetes-validate --strict
 	kubectl kustomize deploy/base > var/deploy/base.yaml
 	kubectl kustomize deploy/jobs > var/deploy/jobs.yaml
 	$(BIN)/kubernetes-validate --strict --quiet var/deploy/base.yaml var/deploy/jobs.yaml
-	$(BIN)/hadolint services/*/Dockerfile deploy/models/Dockerfile
+	$(BIN)/hadolint deploy/python-base/Dockerfile services/*/Dockerfile deploy/models/Dockerfile
 	cmp models/models.config deploy/base/tfserving/models.config
 	@echo "deploy-check: manifests and Dockerfiles valid"
 
