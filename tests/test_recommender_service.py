@@ -69,9 +69,12 @@ def test_recommend_by_id_defaults(stub) -> None:
 
 
 def test_second_call_is_cached_and_equal(stub, redis_server) -> None:
-    redis.Redis.from_url(redis_server.url).flushdb()  # other tests share this Redis
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()  # other tests share this Redis
     first = by_id(stub, "tones-01", k=3)
     assert not first.cached
+    key = f"musicrec:v1:rec:g{first.index_generation}:id:tones-01:3:0"  # the generation is in the key
+    assert 3500 < client.ttl(key) <= 3600  # CACHE_TTL_SECONDS
     second = by_id(stub, "tones-01", k=3)
     assert second.cached
     assert [r.song.id for r in second.recommendations] == [r.song.id for r in first.recommendations]
@@ -192,3 +195,18 @@ def test_rebuild_swaps_generation_without_failed_queries(stub, synthetic_index: 
     assert not errors, errors[:3]
     assert max(generations) == before + 2, generations
     assert by_id(stub, "beats-01").cached is False  # a new generation starts with a cold cache
+
+
+def test_broken_generation_is_skipped_and_the_old_one_keeps_serving(stub, recommender, synthetic_index) -> None:
+    index_dir = synthetic_index.index_dir
+    serving = by_id(stub, "noise-01").index_generation
+    good = (index_dir / "CURRENT").read_text()
+    (index_dir / "gen-000099").mkdir()
+    (index_dir / "gen-000099" / "manifest.json").write_text("{ not json")
+    (index_dir / "CURRENT").write_text("gen-000099\n")
+    try:
+        time.sleep(1.5)  # several polls
+        assert by_id(stub, "noise-01").index_generation == serving
+        assert recommender.log().count("cannot load new index generation") == 1
+    finally:
+        (index_dir / "CURRENT").write_text(good)

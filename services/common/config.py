@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def env_str(name: str, default: str) -> str:
@@ -10,24 +14,22 @@ def env_str(name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
-def env_int(name: str, default: int) -> int:
+def _env_parsed(name: str, default: T, parse: Callable[[str], T], what: str) -> T:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError as exc:
-        raise SystemExit(f"environment variable {name}={raw!r} is not an integer") from exc
+        raise SystemExit(f"environment variable {name}={raw!r} is not {what}") from exc
+
+
+def env_int(name: str, default: int) -> int:
+    return _env_parsed(name, default, int, "an integer")
 
 
 def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise SystemExit(f"environment variable {name}={raw!r} is not a number") from exc
+    return _env_parsed(name, default, float, "a number")
 
 
 def env_bool(name: str, default: bool) -> bool:

@@ -72,13 +72,21 @@ class LiveIndex:
         self._task = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
+        failed: int | None = None
         while True:
             await asyncio.sleep(self.poll_seconds)
             try:
                 await self.refresh()
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
-                # A broken generation is logged and skipped: the old one keeps serving.
-                log.error("cannot load new index generation", extra={"error": f"{type(exc).__name__}: {exc}"})
+                # A broken generation is logged (once) and skipped: the old one keeps serving.
+                try:
+                    generation = current_generation(self.index_dir)
+                except ValueError:
+                    generation = -1  # CURRENT itself is unreadable
+                if generation != failed:
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.error("cannot load new index generation", extra={"generation": generation, "error": error})
+                failed = generation
 
     async def stop(self) -> None:
         if self._task is not None:
