@@ -79,6 +79,15 @@ def test_model_server_speaks_tf_serving_api(modelserver) -> None:
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_list_genres_before_any_classification(modelserver, tmp_path) -> None:
+    with (
+        running("services.classifier", {"TF_SERVING_ADDR": modelserver.address}, tmp_path) as cl,
+        grpc.insecure_channel(cl.address) as channel,
+    ):
+        reply = classifier_pb2_grpc.ClassifierServiceStub(channel).ListGenres(classifier_pb2.ListGenresRequest())
+    assert len(reply.labels) == 10 and "disco" in reply.labels and reply.model_names == FOLDS
+
+
 def test_classify_votes_with_all_five_folds(classifier) -> None:
     reply = classify(classifier.address, mel_of(synth.beats(30), 22050))
     assert reply.folds_voted == reply.folds_total == 5 and not reply.degraded

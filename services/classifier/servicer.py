@@ -15,6 +15,7 @@ from services.common.errors import invalid, unavailable
 
 log = logging.getLogger("classifier")
 N_MELS = 128
+PROBE_FRAMES = 256  # one crop's worth of silence
 
 
 def parse_mel(mel) -> np.ndarray:
@@ -87,6 +88,16 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         )
 
     async def ListGenres(self, request, context):
+        if not self._labels:  # the labels travel with predictions: ask the first fold that answers
+            probe = np.full((N_MELS, PROBE_FRAMES), -80.0, dtype=np.float32)
+            for model in self._models:
+                try:
+                    self._labels = (await self._client.predict(model, probe, self._timeout)).labels
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    log.warning("fold did not answer the label probe", extra={"model": model, "error": describe(exc)})
+            else:
+                raise unavailable(f"no fold model answered at {self._client.address}; retry with backoff")
         return classifier_pb2.ListGenresResponse(labels=self._labels, model_names=self._models)
 
 
