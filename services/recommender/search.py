@@ -67,7 +67,7 @@ class _Picker:
             return
         if song.title and title_key in self.seen_titles:
             return
-        if any(float(unit[row] @ unit[other]) >= SAME_RECORDING for other, _ in self.picked):
+        if self.picked and float(np.max(unit[[r for r, _ in self.picked]] @ unit[row])) >= SAME_RECORDING:
             return
         if self.query.max_per_artist and artist and self.per_artist.get(artist, 0) >= self.query.max_per_artist:
             return
