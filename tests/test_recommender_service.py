@@ -153,6 +153,13 @@ def test_recommend_by_features(stub, featurizer: Proc) -> None:
     assert bad(genre="polka") == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_index_info(stub) -> None:
+    info = stub.GetIndexInfo(recommender_pb2.GetIndexInfoRequest(), timeout=10)
+    assert info.songs == 20 and info.schema_version == SCHEMA_VERSION and info.cache_available
+    assert {(g.genre, g.songs) for g in info.genres} == {(g, 5) for g in ("beats", "chirps", "noise", "tones")}
+    assert info.generation >= 1 and info.created_at.startswith("20")
+
+
 def test_grpcurl_recommends_by_id(recommender: Proc) -> None:
     out = subprocess.run(
         [grpcurl_exe(), "-plaintext", "-d", '{"song_id": "tones-00", "options": {"k": 2}}', recommender.address,

@@ -41,6 +41,10 @@ class ResponseCache:
     def enabled(self) -> bool:
         return self._client is not None
 
+    @property
+    def available(self) -> bool:
+        return self._client is not None and not self._down
+
     async def check(self) -> bool:
         """Ping once at start-up and log what the service will do."""
         if self._client is None:

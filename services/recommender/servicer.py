@@ -184,3 +184,18 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
     ) -> recommender_pb2.GetSongResponse:
         index = self._live.get()
         return recommender_pb2.GetSongResponse(song=song_message(index.songs[self._song_row(index, request.song_id)]))
+
+    async def GetIndexInfo(
+        self, request: recommender_pb2.GetIndexInfoRequest, context: grpc.aio.ServicerContext
+    ) -> recommender_pb2.GetIndexInfoResponse:
+        index = self._live.get()
+        return recommender_pb2.GetIndexInfoResponse(
+            generation=index.generation,
+            created_at=index.manifest["created_at"],
+            schema_version=index.schema_version,
+            songs=len(index.songs),
+            genres=[
+                recommender_pb2.GenreCount(genre=g, songs=index.indexes[g].get_current_count()) for g in index.genres
+            ],
+            cache_available=self._cache.available,
+        )
