@@ -11,7 +11,7 @@ import numpy as np
 from musicrec.v1 import classifier_pb2, classifier_pb2_grpc
 from services.classifier.tfserving import Prediction, TFServingClient
 from services.classifier.voting import Ballot, tally
-from services.common.errors import invalid, unavailable
+from services.common.errors import describe, invalid, unavailable
 
 log = logging.getLogger("classifier")
 N_MELS = 128
@@ -99,9 +99,3 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
             else:
                 raise unavailable(f"no fold model answered at {self._client.address}; retry with backoff")
         return classifier_pb2.ListGenresResponse(labels=self._labels, model_names=self._models)
-
-
-def describe(error: BaseException) -> str:
-    if isinstance(error, grpc.aio.AioRpcError):
-        return f"{error.code().name}: {error.details()}"
-    return f"{type(error).__name__}: {error}"

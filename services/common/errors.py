@@ -14,6 +14,13 @@ class ServiceError(Exception):
         self.message = message
 
 
+def describe(error: BaseException) -> str:
+    """One line for logs and notes: "CODE: details" for gRPC errors, else the exception."""
+    if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+        return f"{error.code().name}: {error.details()}"
+    return f"{type(error).__name__}: {error}"
+
+
 def invalid(message: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message)
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from services.common.errors import exhausted, invalid
+
+CHUNK_BYTES = 1024 * 1024
+
+
+def split_chunks(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The pieces to stream a file in; an empty file is one empty chunk (the server then says why)."""
+    for start in range(0, max(len(data), 1), size):
+        yield data[start : start + size]
 
 
 async def collect_upload(request_iterator: AsyncIterator[Any], max_bytes: int) -> tuple[bytes, Any]:

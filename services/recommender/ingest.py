@@ -25,11 +25,12 @@ from tqdm import tqdm
 
 from musicrec.v1 import classifier_pb2, classifier_pb2_grpc, featurizer_pb2, featurizer_pb2_grpc
 from services.common.config import env_str
+from services.common.errors import describe
 from services.common.server import channel_options
+from services.common.upload import split_chunks
 from services.recommender.catalog import COLUMNS, CatalogSong, read_catalog
 from services.recommender.store import SongRecord, build_generation
-
-CHUNK = 1024 * 1024
+from services.recommender.upstream import vote_ranking, vote_share
 
 
 @dataclass
@@ -62,31 +63,25 @@ class Analyser:
             entry = json.loads(cached.read_text())
             vector = np.array(entry["vector"], dtype=np.float32)
             return Analysed(vector, entry["predicted"], entry["share"], entry["ranking"])
-        chunks = (
-            featurizer_pb2.FeaturizeStreamRequest(chunk=data[i : i + CHUNK], filename=path.name)
-            for i in range(0, max(len(data), 1), CHUNK)
-        )
+        chunks = (featurizer_pb2.FeaturizeStreamRequest(chunk=c, filename=path.name) for c in split_chunks(data))
         features = self.featurizer.FeaturizeStream(chunks, timeout=self.timeout)
         vote = self.classifier.Classify(classifier_pb2.ClassifyRequest(mel=features.mel), timeout=self.timeout)
         result = Analysed(
-            np.array(features.features.values, dtype=np.float32),
-            vote.genre,
-            vote.votes / max(vote.folds_voted, 1),
-            [score.genre for score in vote.ranking],
+            np.array(features.features.values, dtype=np.float32), vote.genre, vote_share(vote), vote_ranking(vote)
         )
-        entry = {"vector": result.vector.tolist(), "predicted": result.predicted, "share": result.vote_share}
-        cached.write_text(json.dumps({**entry, "ranking": result.ranking, "file": str(path)}))
+        entry = {
+            "vector": result.vector.tolist(),
+            "predicted": result.predicted,
+            "share": result.vote_share,
+            "ranking": result.ranking,
+            "file": str(path),
+        }
+        cached.write_text(json.dumps(entry))
         return result
 
     def close(self) -> None:
         self._fz_channel.close()
         self._cl_channel.close()
-
-
-def describe(error: BaseException) -> str:
-    if isinstance(error, grpc.RpcError):
-        return f"{error.code().name}: {error.details()}"
-    return f"{type(error).__name__}: {error}"
 
 
 def analyse_catalog(

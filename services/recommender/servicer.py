@@ -17,7 +17,7 @@ from services.recommender.cache import ResponseCache, cache_key
 from services.recommender.live import LiveIndex
 from services.recommender.search import DEFAULT_K, MAX_K, Hit, Query, recommend
 from services.recommender.store import IndexSet, SongRecord
-from services.recommender.upstream import Upstream
+from services.recommender.upstream import Upstream, vote_ranking, vote_share
 
 log = logging.getLogger("recommender")
 
@@ -135,12 +135,11 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         )
 
     def _genres_for_vote(self, index: IndexSet, vote: classifier_pb2.ClassifyResponse) -> list[str]:
-        ranking = [score.genre for score in vote.ranking] or [vote.genre]
+        ranking = vote_ranking(vote)
         indexed = [g for g in ranking if g in index.indexes]
         if not indexed:  # the catalog uses other genre names than the models: search it all
             return index.genres
-        share = vote.votes / vote.folds_voted if vote.folds_voted else 0.0
-        return with_runner_up(indexed[0], indexed, share, self._runner_up_below, index)
+        return with_runner_up(indexed[0], indexed, vote_share(vote), self._runner_up_below, index)
 
     def _check_schema(self, index: IndexSet, features: audio_pb2.FeatureVector) -> None:
         if features.schema_version != index.schema_version:

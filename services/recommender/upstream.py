@@ -13,10 +13,20 @@ from musicrec.v1 import (
     featurizer_pb2_grpc,
 )
 from services.common.errors import ServiceError, unavailable
+from services.common.upload import split_chunks
 
-CHUNK = 1024 * 1024
 # Upstream answers that are the caller's fault keep their code; the rest become UNAVAILABLE.
 PASS_THROUGH = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def vote_share(vote: classifier_pb2.ClassifyResponse) -> float:
+    """Share of the voting folds that agreed with the winner (0 when none voted)."""
+    return vote.votes / vote.folds_voted if vote.folds_voted else 0.0
+
+
+def vote_ranking(vote: classifier_pb2.ClassifyResponse) -> list[str]:
+    """Genres best first, by votes then summed probability."""
+    return [score.genre for score in vote.ranking] or [vote.genre]
 
 
 def _translate(service: str, address: str, error: grpc.aio.AioRpcError) -> ServiceError:
@@ -36,8 +46,8 @@ class Upstream:
 
     async def featurize(self, data: bytes, filename: str, timeout: float) -> featurizer_pb2.FeaturizeStreamResponse:
         async def chunks() -> AsyncIterator[featurizer_pb2.FeaturizeStreamRequest]:
-            for start in range(0, max(len(data), 1), CHUNK):
-                yield featurizer_pb2.FeaturizeStreamRequest(chunk=data[start : start + CHUNK], filename=filename)
+            for chunk in split_chunks(data):
+                yield featurizer_pb2.FeaturizeStreamRequest(chunk=chunk, filename=filename)
 
         try:
             return await self._featurizer.FeaturizeStream(chunks(), timeout=timeout)
