@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.recommender.index import DEFAULT_EF_SEARCH, hnsw_search
-from services.recommender.reasons import explain, feature_groups
+from services.recommender.reasons import explain
 from services.recommender.store import IndexSet, SongRecord
 
 MAX_K = 100
@@ -116,15 +116,12 @@ def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH) ->
         extra = [g for g in dict.fromkeys(query.fallback) if g in index_set.indexes and g not in genres]
         picked = _fill(index_set, query, picked, z, extra, ef)
         searched += extra
-    groups = feature_groups(index_set.feature_names)
-    rows = [row for row, _ in picked]
-    standardised = index_set.standardise(index_set.raw[rows]) if rows else []
     hits = [
         Hit(
             index_set.songs[row],
             sim,
-            explain(groups, index_set.feature_names, z, hit_z, query.raw, index_set.raw[row]),
+            explain(index_set.groups, index_set.feature_names, z, index_set.z[row], query.raw, index_set.raw[row]),
         )
-        for (row, sim), hit_z in zip(picked, standardised, strict=True)
+        for row, sim in picked
     ]
     return Result(hits, searched)

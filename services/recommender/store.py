@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from services.recommender.index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, build_hnsw, load_hnsw, normalise_rows
+from services.recommender.reasons import feature_groups
 
 CURRENT = "CURRENT"
 KEEP_GENERATIONS = 3
@@ -54,12 +55,17 @@ class IndexSet:
     mean: np.ndarray
     scale: np.ndarray
     indexes: dict[str, hnswlib.Index]
+    # Derived once per generation, not per query:
     by_id: dict[str, int] = field(init=False)
+    z: np.ndarray = field(init=False)  # standardised rows
     unit: np.ndarray = field(init=False)  # standardised rows, unit length (for exact checks)
+    groups: dict[str, np.ndarray] = field(init=False)  # feature groups the reasons speak of
 
     def __post_init__(self) -> None:
         self.by_id = {s.id: i for i, s in enumerate(self.songs)}
-        self.unit = normalise_rows(self.standardise(self.raw))
+        self.z = self.standardise(self.raw)
+        self.unit = normalise_rows(self.z)
+        self.groups = feature_groups(self.feature_names)
 
     @property
     def schema_version(self) -> str:
