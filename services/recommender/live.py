@@ -14,6 +14,8 @@ from services.recommender.store import IndexSet, current_generation, load_genera
 log = logging.getLogger("recommender.index")
 GENERATION = Gauge("musicrec_index_generation", "Index generation being served")
 SONGS = Gauge("musicrec_index_songs", "Songs in the served index")
+# What a missing, half-written or corrupt generation raises while loading.
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError)
 
 
 class LiveIndex:
@@ -59,10 +61,11 @@ class LiveIndex:
         announced = False
         while True:
             try:
-                if await self.refresh() or self._current is not None:
-                    return
-            except (OSError, ValueError, RuntimeError) as exc:
+                await self.refresh()
+            except LOAD_ERRORS as exc:
                 log.error("cannot load index", extra={"index_dir": str(self.index_dir), "error": str(exc)})
+            if self._current is not None:
+                return
             if not announced:
                 log.warning("waiting for an index", extra={"index_dir": str(self.index_dir)})
                 announced = True
@@ -77,7 +80,7 @@ class LiveIndex:
             await asyncio.sleep(self.poll_seconds)
             try:
                 await self.refresh()
-            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            except LOAD_ERRORS as exc:
                 # A broken generation is logged (once) and skipped: the old one keeps serving.
                 try:
                     generation = current_generation(self.index_dir)
