@@ -19,6 +19,7 @@ import grpc
 
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.localrun import ROOT, running, start_redis
+from services.common.upload import split_chunks
 from services.recommender import ingest
 from services.recommender.catalog import write_catalog
 from services.recommender.demo_catalog import gtzan_catalog
@@ -54,13 +55,10 @@ def print_table(title: str, recommendations) -> None:
 
 
 def upload(stub: recommender_pb2_grpc.RecommenderServiceStub, path: Path) -> recommender_pb2.RecommendByAudioResponse:
-    data = path.read_bytes()
-    chunk = 256 * 1024
+    first = {"filename": path.name, "options": recommender_pb2.RecommendOptions(k=5)}
     messages = (
-        recommender_pb2.RecommendByAudioRequest(
-            chunk=data[i : i + chunk], filename=path.name, options=recommender_pb2.RecommendOptions(k=5)
-        )
-        for i in range(0, len(data), chunk)
+        recommender_pb2.RecommendByAudioRequest(chunk=piece, **(first if n == 0 else {}))
+        for n, piece in enumerate(split_chunks(path.read_bytes(), 256 * 1024))
     )
     return stub.RecommendByAudio(messages, timeout=120)
 

@@ -23,29 +23,14 @@ from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.store import current_generation, load_current
 from tests import synth
 from tests.conftest import MODELS_CONFIG, REPORT, ROOT, Catalog, recommender_env
+from tests.recommender_calls import Options, by_id, upload
 
-Options = recommender_pb2.RecommendOptions
 SONG_IDS = [f"{g}-{n:02d}" for g in synth.SYNTH_GENRES for n in range(5)]
 
 
 def stub_for(proc: Proc) -> tuple[grpc.Channel, recommender_pb2_grpc.RecommenderServiceStub]:
     channel = grpc.insecure_channel(proc.address)
     return channel, recommender_pb2_grpc.RecommenderServiceStub(channel)
-
-
-def by_id(stub, song_id: str = "beats-01", k: int = 5) -> recommender_pb2.RecommendByIdResponse:
-    request = recommender_pb2.RecommendByIdRequest(song_id=song_id, options=Options(k=k))
-    return stub.RecommendById(request, timeout=30)
-
-
-def upload(stub, data: bytes, chunk: int = 64 * 1024, pause: float = 0.0) -> recommender_pb2.RecommendByAudioResponse:
-    def messages():
-        for i in range(0, len(data), chunk):
-            if pause:
-                time.sleep(pause)
-            yield recommender_pb2.RecommendByAudioRequest(chunk=data[i : i + chunk], filename="upload.wav")
-
-    return stub.RecommendByAudio(messages(), timeout=120)
 
 
 def wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> None:
@@ -68,7 +53,7 @@ def test_redis_down_at_start_then_up_then_stopped(synthetic_index: Catalog, feat
     with running("services.recommender", env, tmp_path) as rec:
         channel, stub = stub_for(rec)
         # no Redis yet: serving, uncached, and the log says so
-        assert not by_id(stub).cached and not by_id(stub).cached
+        assert not by_id(stub, "beats-01").cached and not by_id(stub, "beats-01").cached
         assert "redis unavailable: serving uncached" in rec.log()
 
         redis = start_redis(tmp_path, port)
@@ -110,7 +95,7 @@ def test_model_server_down_is_unavailable_for_uploads_only(synthetic_index: Cata
             upload(stub, SONG)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "classifier" in err.value.details() and "TF Serving" in err.value.details()
-        assert len(by_id(stub).recommendations) == 5  # catalog queries need no model
+        assert len(by_id(stub, "beats-01").recommendations) == 5  # catalog queries need no model
         channel.close()
 
 
@@ -123,7 +108,7 @@ def test_featurizer_down_is_unavailable(synthetic_index: Catalog, classifier, tm
             upload(stub, SONG)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "featurizer at" in err.value.details() and "retry" in err.value.details()
-        assert len(by_id(stub).recommendations) == 5
+        assert len(by_id(stub, "beats-01").recommendations) == 5
         channel.close()
 
 

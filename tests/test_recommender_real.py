@@ -19,6 +19,7 @@ from services.recommender.demo_catalog import gtzan_catalog
 from services.recommender.index import exact_search
 from services.recommender.store import IndexSet, load_current
 from tests.conftest import GTZAN, needs_gtzan
+from tests.recommender_calls import upload
 
 pytestmark = needs_gtzan
 
@@ -86,12 +87,7 @@ def test_upload_of_a_long_song_uses_the_killing_part(stub) -> None:
              (("rock", 1), ("classical", 2), ("metal", 3), ("pop", 4))]  # fmt: skip
     buffer = io.BytesIO()
     sf.write(buffer, np.concatenate(parts), 22050, format="FLAC")
-    data = buffer.getvalue()
-    messages = (
-        recommender_pb2.RecommendByAudioRequest(chunk=data[i : i + 512 * 1024], filename="long.flac")
-        for i in range(0, len(data), 512 * 1024)
-    )
-    reply = stub.RecommendByAudio(messages, timeout=120)
+    reply = upload(stub, buffer.getvalue(), "long.flac", chunk=512 * 1024)
     assert reply.window.policy == "killing_part" and reply.window.start_seconds == 60.0
     assert reply.window.song_seconds == pytest.approx(120.0, abs=0.01)
     assert reply.classification.genre == reply.searched_genres[0] and len(reply.recommendations) == 5

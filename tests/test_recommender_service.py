@@ -19,28 +19,13 @@ from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.store import build_generation, load_current
 from tests import synth
 from tests.conftest import Catalog, grpcurl_exe
-
-Options = recommender_pb2.RecommendOptions
+from tests.recommender_calls import Options, by_id, upload
 
 
 @pytest.fixture(scope="module")
 def stub(recommender: Proc) -> Iterator[recommender_pb2_grpc.RecommenderServiceStub]:
     with grpc.insecure_channel(recommender.address) as channel:
         yield recommender_pb2_grpc.RecommenderServiceStub(channel)
-
-
-def by_id(stub, song_id: str, **options: int) -> recommender_pb2.RecommendByIdResponse:
-    request = recommender_pb2.RecommendByIdRequest(song_id=song_id, options=Options(**options))
-    return stub.RecommendById(request, timeout=30)
-
-
-def upload(stub, data: bytes, filename: str = "upload.wav", chunk: int = 64 * 1024, **options: int):
-    first = {"filename": filename, "options": Options(**options)}
-    messages = [
-        recommender_pb2.RecommendByAudioRequest(chunk=data[i : i + chunk], **(first if i == 0 else {}))
-        for i in range(0, max(len(data), 1), chunk)
-    ]
-    return stub.RecommendByAudio(iter(messages), timeout=120)
 
 
 def code_of(call) -> grpc.StatusCode:
