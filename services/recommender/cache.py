@@ -38,10 +38,6 @@ class ResponseCache:
             )
 
     @property
-    def enabled(self) -> bool:
-        return self._client is not None
-
-    @property
     def available(self) -> bool:
         return self._client is not None and not self._down
 
