@@ -9,7 +9,17 @@ PROTOS  := $(wildcard protos/musicrec/v1/*.proto)
 GEN     := gen/musicrec/v1/.stamp
 SITE     = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
-.PHONY: help setup protos test lint deploy-check demo bench bench-recommend train evaluate modelserver clean
+LINTED  := services training devtools tests bench scripts
+# make train / evaluate on another taxonomy, e.g.
+#   make train DATA=../shared/data/regional_mini/genres NAME=regional MODELS=models-regional REPORTS=reports/regional
+DATA    ?= ../shared/data/gtzan_mini/genres ../shared/data/gtzan_extra/genres
+NAME    ?= xception
+MODELS  ?= models
+REPORTS ?= reports
+# every process gets a numba cache of its own (a shared one segfaulted under concurrent writers)
+NUMBA   = NUMBA_CACHE_DIR=$(CURDIR)/var/numba/$@
+
+.PHONY: help setup protos test test-fast lint deploy-check demo bench bench-recommend train evaluate compare modelserver clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -33,15 +43,19 @@ protos: $(GEN) ## generate Python stubs from protos/ (and buf lint them)
 	$(BIN)/buf lint
 
 lint: $(GEN) ## ruff + buf lint
-	$(BIN)/ruff check services tests bench scripts
+	$(BIN)/ruff check $(LINTED)
 	$(BIN)/buf lint
 
-test: setup ## the whole test suite: lint, deploy-check, pytest (real servers on loopback)
+test: setup ## the whole test suite: lint, deploy-check, unit tests, then real servers on loopback
 	$(BIN)/buf lint
-	$(BIN)/ruff check services tests bench scripts
+	$(BIN)/ruff check $(LINTED)
 	@if command -v kubectl >/dev/null; then $(MAKE) --no-print-directory deploy-check; \
 	  else echo "deploy-check SKIPPED: kubectl not installed (needed for kubectl kustomize)"; fi
 	$(PYTHON) -m pytest -q
+
+test-fast: setup ## ruff + the in-process unit tests (no servers; well under a minute once numba is warm)
+	$(BIN)/ruff check $(LINTED)
+	$(PYTHON) -m pytest -q tests/unit
 
 deploy-check: setup ## offline: kubectl kustomize + kubernetes-validate --strict + hadolint
 	mkdir -p var/deploy
@@ -53,7 +67,7 @@ deploy-check: setup ## offline: kubectl kustomize + kubernetes-validate --strict
 	@echo "deploy-check: manifests and Dockerfiles valid"
 
 demo: setup ## everything up on loopback, the demo catalog indexed, top-5 tables printed
-	$(PYTHON) -m scripts.demo
+	$(NUMBA) $(PYTHON) -m scripts.demo
 
 bench: setup ## benchmarks: fused vs naive featurizer; recommender latency, HNSW vs exact
 	$(PYTHON) -m bench.featurize
@@ -62,15 +76,20 @@ bench: setup ## benchmarks: fused vs naive featurizer; recommender latency, HNSW
 bench-recommend: setup ## recommender only: p50/p99/rps by id, HNSW vs exact at 100k and 1M
 	$(PYTHON) -m bench.recommend
 
-train: setup ## retrain the five fold models into models/ (≈15 min on 2 cores), then evaluate
-	$(PYTHON) -m services.classifier.training.train
-	$(PYTHON) -m services.classifier.training.evaluate
+train: setup ## retrain the five fold models (DATA, NAME, MODELS), then evaluate them into REPORTS
+	$(NUMBA) $(PYTHON) -m training.train --data $(DATA) --name $(NAME) --out $(MODELS)
+	$(NUMBA) $(PYTHON) -m training.evaluate --models $(MODELS) --out $(REPORTS)
 
-evaluate: setup ## evaluation report: reports/evaluation.json, roc.png, confusion.png
-	$(PYTHON) -m services.classifier.training.evaluate
+evaluate: setup ## the report of the models in MODELS: REPORTS/evaluation.json and its plots
+	$(NUMBA) $(PYTHON) -m training.evaluate --models $(MODELS) --out $(REPORTS)
+
+compare: setup ## architecture table and learning curve (long: run it in the background), then evaluate
+	$(NUMBA) $(PYTHON) -m training.compare architectures
+	$(NUMBA) $(PYTHON) -m training.compare learning-curve
+	$(NUMBA) $(PYTHON) -m training.evaluate --models $(MODELS) --out $(REPORTS)
 
 modelserver: setup ## run the local TF Serving stand-in on :8500 with models/models.config
-	$(PYTHON) -m services.classifier.modelserver
+	$(PYTHON) -m services.modelserver
 
-clean:
+clean: ## remove generated stubs, var/ (caches, indexes, logs) and test caches
 	rm -rf gen var .pytest_cache

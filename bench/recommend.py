@@ -21,8 +21,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from devtools.localrun import free_port, running, start_redis
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
-from services.common.localrun import free_port, running, start_redis
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.index import DEFAULT_EF_SEARCH, build_hnsw, exact_search, hnsw_search, normalise_rows
 from services.recommender.store import SongRecord, build_generation

@@ -1,8 +1,11 @@
 """Run the classifier: python -m services.classifier"""
 
-from __future__ import annotations
+from services.classifier.tf_protos import without_tensorflow_runtime
+
+without_tensorflow_runtime()  # before anything imports TF Serving's protos
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 
@@ -10,25 +13,30 @@ from musicrec.v1 import classifier_pb2, classifier_pb2_grpc
 from services.classifier.servicer import ClassifierServicer
 from services.classifier.tfserving import TFServingClient
 from services.common.config import env_float, env_str
-from services.common.server import ServiceSpec, channel_options, run
+from services.common.modelconfig import DEFAULT_CONFIG, model_names
+from services.common.server import ServiceSpec, run
 
-MODELS = [m.strip() for m in env_str("CLASSIFIER_MODELS", ",".join(f"xception_fold{k}" for k in range(5))).split(",")]
-clients: list[TFServingClient] = []
+MODELS = model_names(Path(env_str("MODEL_CONFIG_FILE", str(DEFAULT_CONFIG))))
+parts: dict[str, object] = {}
 
 
 async def register(server: grpc.aio.Server) -> Sequence[str]:
     # aio channels belong to the running event loop: create the client inside it.
-    client = TFServingClient(env_str("TF_SERVING_ADDR", "127.0.0.1:8500"), channel_options())
-    clients.append(client)
-    servicer = ClassifierServicer(client, [m for m in MODELS if m], env_float("PREDICT_TIMEOUT_SECONDS", 10.0))
+    client = TFServingClient(env_str("TF_SERVING_ADDR", "127.0.0.1:8500"))
+    servicer = ClassifierServicer(client, MODELS, env_float("PREDICT_TIMEOUT_SECONDS", 10.0))
+    parts.update(client=client, servicer=servicer)
     classifier_pb2_grpc.add_ClassifierServiceServicer_to_server(servicer, server)
     return [classifier_pb2.DESCRIPTOR.services_by_name["ClassifierService"].full_name]
 
 
+async def warmup() -> None:
+    """SERVING only once TF Serving has every fold AVAILABLE (and the labels are known)."""
+    await parts["servicer"].wait_until_models_ready()
+
+
 async def shutdown() -> None:
-    for client in clients:
-        await client.close()
+    await parts["client"].close()
 
 
 if __name__ == "__main__":
-    run(ServiceSpec("classifier", 50052, register, None, shutdown))
+    run(ServiceSpec("classifier", 50052, register, warmup, shutdown))

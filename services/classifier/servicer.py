@@ -11,11 +11,12 @@ import numpy as np
 from musicrec.v1 import classifier_pb2, classifier_pb2_grpc
 from services.classifier.tfserving import Prediction, TFServingClient
 from services.classifier.voting import Ballot, tally
-from services.common.errors import describe, invalid, unavailable
+from services.common.errors import ServiceError, describe, invalid, unavailable
 
 log = logging.getLogger("classifier")
 N_MELS = 128
-PROBE_FRAMES = 256  # one crop's worth of silence
+PROBE_FRAMES = 256  # one crop's worth of quiet noise
+READY_POLL_SECONDS = 1.0
 
 
 def parse_mel(mel) -> np.ndarray:
@@ -35,7 +36,48 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         self._client = client
         self._models = models
         self._timeout = default_timeout
-        self._labels: list[str] = []
+        self._labels: list[str] = []  # fixed by the first answer; every fold must agree with it
+
+    async def wait_until_models_ready(self) -> None:
+        """Block until TF Serving reports a majority of the folds AVAILABLE and one told the labels.
+
+        The health check stays NOT_SERVING until then, so callers (and Kubernetes) do not send
+        work to a classifier whose model server is still loading; what it waits for is logged.
+        A majority, not all: a vote with a fold missing is still a vote (and says so)."""
+        announced = False
+        majority = len(self._models) // 2 + 1
+        while True:
+            pending: list[str] = []
+            for model in self._models:
+                try:
+                    if not await self._client.is_available(model, self._timeout):
+                        pending.append(model)
+                except grpc.aio.AioRpcError as exc:
+                    pending.append(f"{model} ({describe(exc)})")
+            if len(self._models) - len(pending) >= majority:
+                try:
+                    await self._known_labels()
+                    log.info("fold models ready", extra={"models": self._models, "unavailable": pending})
+                    return
+                except ServiceError as exc:
+                    pending.append(exc.message)
+            if not announced:
+                log.warning("waiting for TF Serving", extra={"address": self._client.address, "pending": pending})
+                announced = True
+            await asyncio.sleep(READY_POLL_SECONDS)
+
+    async def _known_labels(self) -> list[str]:
+        """The genre labels, asked of the first fold that answers (they travel with predictions)."""
+        if self._labels:
+            return self._labels
+        probe = np.random.default_rng(0).uniform(-80.0, 0.0, (N_MELS, PROBE_FRAMES)).astype(np.float32)
+        for model in self._models:
+            try:
+                self._labels = (await self._client.predict(model, probe, self._timeout)).labels
+                return self._labels
+            except grpc.aio.AioRpcError as exc:
+                log.warning("fold did not answer the label probe", extra={"model": model, "error": describe(exc)})
+        raise unavailable(f"no fold model answered at {self._client.address} (is TF Serving up?); retry with backoff")
 
     async def Classify(self, request: classifier_pb2.ClassifyRequest, context: grpc.aio.ServicerContext):
         log_mel = parse_mel(request.mel)
@@ -44,10 +86,12 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         results = await asyncio.gather(
             *(self._client.predict(m, log_mel, timeout) for m in self._models), return_exceptions=True
         )
+        labels = await self._known_labels()
         folds, ballots, missing = [], [], []
         for model, result in zip(self._models, results, strict=True):
+            if isinstance(result, Prediction) and result.labels != labels:
+                result = ValueError(f"labels {result.labels} differ from the other folds' {labels}")
             if isinstance(result, Prediction):
-                self._labels = result.labels
                 ballots.append(Ballot(model, result.probabilities))
                 folds.append(
                     classifier_pb2.FoldPrediction(
@@ -70,7 +114,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
                 f"no fold model answered at {self._client.address}: {'; '.join(missing)}. "
                 "Is TF Serving up? Retry with backoff."
             )
-        result = tally(self._labels, ballots)
+        result = tally(labels, ballots)
         note = f"{result.votes}/{result.voters} folds voted {result.genre}"
         if missing:
             note += f"; unavailable: {', '.join(missing)}"
@@ -81,21 +125,14 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
             folds_voted=result.voters,
             folds_total=len(self._models),
             folds=folds,
-            ranking=[classifier_pb2.GenreScore(genre=g, votes=v, probability_sum=s) for g, v, s in result.ranking],
-            labels=self._labels,
+            ranking=[
+                classifier_pb2.GenreScore(genre=g, votes=v, probability_sum=s, probability=p)
+                for g, v, s, p in result.ranking
+            ],
+            labels=labels,
             degraded=bool(missing),
             note=note,
         )
 
     async def ListGenres(self, request, context):
-        if not self._labels:  # the labels travel with predictions: ask the first fold that answers
-            probe = np.full((N_MELS, PROBE_FRAMES), -80.0, dtype=np.float32)
-            for model in self._models:
-                try:
-                    self._labels = (await self._client.predict(model, probe, self._timeout)).labels
-                    break
-                except grpc.aio.AioRpcError as exc:
-                    log.warning("fold did not answer the label probe", extra={"model": model, "error": describe(exc)})
-            else:
-                raise unavailable(f"no fold model answered at {self._client.address}; retry with backoff")
-        return classifier_pb2.ListGenresResponse(labels=self._labels, model_names=self._models)
+        return classifier_pb2.ListGenresResponse(labels=await self._known_labels(), model_names=self._models)

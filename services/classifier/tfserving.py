@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import grpc
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from services.common import transport
 
 INPUT_KEY = "log_mel"
 PROBABILITIES = "probabilities"
@@ -40,10 +46,19 @@ def read_floats(tensor: tensor_pb2.TensorProto) -> np.ndarray:
 
 
 class TFServingClient:
-    def __init__(self, address: str, options: list[tuple[str, int]]) -> None:
+    def __init__(self, address: str) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address, options=options)
+        self._channel = transport.channel(address)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    async def is_available(self, model: str, timeout: float) -> bool:
+        """ModelService/GetModelStatus: True when some version of `model` is AVAILABLE."""
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        response = await self._models.GetModelStatus(request, timeout=timeout)
+        available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        return any(v.state == available for v in response.model_version_status)
 
     async def predict(self, model: str, log_mel: np.ndarray, timeout: float | None) -> Prediction:
         request = predict_pb2.PredictRequest()

@@ -1,4 +1,9 @@
-"""Majority vote of the fold models: the mode; ties broken by summed probability."""
+"""Majority vote of the fold models: the mode; ties broken by summed probability.
+
+Each fold's probabilities are temperature-calibrated at export (training/calibrate.py), so
+their mean over the voting folds is the ensemble's probability for each genre; the
+recommender routes on it when the vote is not unanimous.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ class Tally:
     genre: str
     votes: int
     voters: int
-    ranking: list[tuple[str, int, float]]  # (genre, votes, probability sum), best first
+    ranking: list[tuple[str, int, float, float]]  # (genre, votes, probability sum, mean probability), best first
 
 
 def tally(labels: list[str], ballots: list[Ballot]) -> Tally:
@@ -32,5 +37,5 @@ def tally(labels: list[str], ballots: list[Ballot]) -> Tally:
         votes[int(np.argmax(probs))] += 1
         sums += probs
     order = sorted(range(len(labels)), key=lambda i: (-votes[i], -sums[i], i))
-    ranking = [(labels[i], int(votes[i]), float(sums[i])) for i in order]
+    ranking = [(labels[i], int(votes[i]), float(sums[i]), float(sums[i] / len(cast))) for i in order]
     return Tally(ranking[0][0], ranking[0][1], len(cast), ranking)

@@ -18,6 +18,8 @@ def describe(error: BaseException) -> str:
     """One line for logs and notes: "CODE: details" for gRPC errors, else the exception."""
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
         return f"{error.code().name}: {error.details()}"
+    if isinstance(error, ServiceError):
+        return f"{error.code.name}: {error.message}"
     return f"{type(error).__name__}: {error}"
 
 

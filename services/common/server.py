@@ -21,8 +21,7 @@ from prometheus_client import start_http_server
 from services.common.config import env_float, env_int, env_str
 from services.common.interceptor import ServiceInterceptor
 from services.common.jsonlog import setup_logging
-
-MiB = 1024 * 1024
+from services.common.transport import MiB, bind, message_limit_bytes, message_options
 
 
 @dataclass
@@ -40,19 +39,6 @@ class ServiceSpec:
     extra_options: list[tuple[str, int]] = field(default_factory=list)
 
 
-def message_limit_bytes() -> int:
-    return env_int("MAX_MESSAGE_MB", 32) * MiB
-
-
-def channel_options() -> list[tuple[str, int]]:
-    """Options for clients that call other musicrec services (same message limit)."""
-    limit = message_limit_bytes()
-    return [
-        ("grpc.max_send_message_length", limit),
-        ("grpc.max_receive_message_length", limit),
-    ]
-
-
 async def serve(spec: ServiceSpec) -> None:
     log = setup_logging(spec.name)
     port = env_int("PORT", spec.default_port)
@@ -64,8 +50,7 @@ async def serve(spec: ServiceSpec) -> None:
     server = grpc.aio.server(
         interceptors=[ServiceInterceptor(spec.name)],
         options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
+            *message_options(),
             ("grpc.so_reuseport", 0),
             *spec.extra_options,
         ],
@@ -77,7 +62,7 @@ async def serve(spec: ServiceSpec) -> None:
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = bind(server, f"{host}:{port}")
     if bound == 0:
         raise SystemExit(f"{spec.name}: cannot bind {host}:{port}")
     for name in ["", *names]:

@@ -9,7 +9,8 @@ import grpc
 
 from musicrec.v1 import featurizer_pb2, featurizer_pb2_grpc
 from services.common.config import env_int
-from services.common.server import MiB, ServiceSpec, run
+from services.common.server import ServiceSpec, run
+from services.common.transport import MiB
 from services.featurizer.features import warm_up
 from services.featurizer.servicer import FeaturizerServicer
 

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.fft
 
 from services.featurizer import kernels
-from services.featurizer.schema import N_FEATURES
+from services.featurizer.schema import assemble
 from services.featurizer.window import CLIP_SAMPLES, SAMPLE_RATE
 
 N_FFT = 2048
@@ -119,10 +119,6 @@ def _tuning(power: np.ndarray, sr: int) -> float:
     return float(librosa.pitch_tuning(pitches[mags >= threshold], resolution=0.01, bins_per_octave=12))
 
 
-def _mean_var(x: np.ndarray) -> list[float]:
-    return [float(np.mean(x)), float(np.var(x))]
-
-
 def featurize(y: np.ndarray, sr: int = SAMPLE_RATE) -> Features:
     """Log-mel spectrogram and feature vector of a clip (16 kHz float32)."""
     stft = _stft(y)  # [frames, bins]
@@ -148,14 +144,11 @@ def featurize(y: np.ndarray, sr: int = SAMPLE_RATE) -> Features:
     # y exactly, so y - harmonic is librosa's percussive part (one inverse STFT instead of two).
     percussive = y - harmonic
 
-    values: list[float] = []
-    for feature in (chroma, rms, centroid, bandwidth, rolloff, zcr, harmonic, percussive):
-        values += _mean_var(feature)
-    values.append(tempo)
-    for row in mfcc:
-        values += _mean_var(row)
-    vector = np.asarray(values, dtype=np.float32)
-    assert vector.shape == (N_FEATURES,)
+    vector = assemble({
+        "chroma_stft": chroma, "rms": rms, "spectral_centroid": centroid, "spectral_bandwidth": bandwidth,
+        "rolloff": rolloff, "zero_crossing_rate": zcr, "harmony": harmonic, "perceptr": percussive,
+        "tempo": tempo, "mfcc": mfcc,
+    })
     return Features(log_mel=log_mel, vector=vector)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from services.featurizer.schema import N_FEATURES
+from services.featurizer.schema import assemble
 
 
 def reference_log_mel(y: np.ndarray, sr: int) -> np.ndarray:
@@ -27,12 +27,8 @@ def reference_vector(y: np.ndarray, sr: int) -> np.ndarray:
     harmonic, percussive = librosa.effects.hpss(y)
     tempo = librosa.feature.tempo(y=y, sr=sr)
     mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
-    values: list[float] = []
-    for feature in (chroma, rms, centroid, bandwidth, rolloff, zcr, harmonic, percussive):
-        values += [float(np.mean(feature)), float(np.var(feature))]
-    values.append(float(np.atleast_1d(tempo)[0]))
-    for row in mfcc:
-        values += [float(np.mean(row)), float(np.var(row))]
-    out = np.asarray(values, dtype=np.float32)
-    assert out.shape == (N_FEATURES,)
-    return out
+    return assemble({
+        "chroma_stft": chroma, "rms": rms, "spectral_centroid": centroid, "spectral_bandwidth": bandwidth,
+        "rolloff": rolloff, "zero_crossing_rate": zcr, "harmony": harmonic, "perceptr": percussive,
+        "tempo": tempo, "mfcc": mfcc,
+    })

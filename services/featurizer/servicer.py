@@ -14,7 +14,7 @@ from services.common.errors import exhausted
 from services.common.upload import collect_upload
 from services.featurizer.features import HOP, N_FFT
 from services.featurizer.pipeline import Analysis, analyse
-from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
+from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
 from services.featurizer.window import CLIP_SECONDS, SAMPLE_RATE
 
 
@@ -97,6 +97,7 @@ class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
             names=FEATURE_NAMES,
             sample_rate=SAMPLE_RATE,
             clip_seconds=CLIP_SECONDS,
+            groups=[featurizer_pb2.FeatureGroup(name=g, features=names) for g, names in FEATURE_GROUPS.items()],
         )
 
     def close(self) -> None:

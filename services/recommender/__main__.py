@@ -9,10 +9,12 @@ import grpc
 
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.config import env_float, env_int, env_str
-from services.common.server import MiB, ServiceSpec, channel_options, run
+from services.common.server import ServiceSpec, run
+from services.common.transport import MiB
 from services.recommender.cache import ResponseCache
 from services.recommender.index import DEFAULT_EF_SEARCH
 from services.recommender.live import LiveIndex
+from services.recommender.routing import RoutingPolicy
 from services.recommender.servicer import RecommenderServicer
 from services.recommender.upstream import Upstream
 
@@ -27,9 +29,7 @@ async def register(server: grpc.aio.Server) -> Sequence[str]:
         env_int("CACHE_TTL_SECONDS", 3600),
         env_float("REDIS_TIMEOUT_SECONDS", 0.25),
     )
-    upstream = Upstream(
-        env_str("FEATURIZER_ADDR", "127.0.0.1:50051"), env_str("CLASSIFIER_ADDR", "127.0.0.1:50052"), channel_options()
-    )
+    upstream = Upstream(env_str("FEATURIZER_ADDR", "127.0.0.1:50051"), env_str("CLASSIFIER_ADDR", "127.0.0.1:50052"))
     parts.update(cache=cache, upstream=upstream)
     servicer = RecommenderServicer(
         live,
@@ -37,7 +37,12 @@ async def register(server: grpc.aio.Server) -> Sequence[str]:
         upstream,
         max_upload_bytes=env_int("MAX_UPLOAD_MB", 64) * MiB,
         upstream_timeout=env_float("UPSTREAM_TIMEOUT_SECONDS", 30.0),
-        runner_up_below=env_float("RUNNER_UP_BELOW_SHARE", 0.8),
+        policy=RoutingPolicy(
+            strategy=env_str("ROUTING", "mass"),
+            mass=env_float("ROUTING_MASS", 0.8),
+            runner_up_below=env_float("RUNNER_UP_BELOW_SHARE", 0.8),
+            prior_weight=env_float("ROUTING_PRIOR_WEIGHT", 0.1),
+        ),
         ef_search=env_int("HNSW_EF_SEARCH", DEFAULT_EF_SEARCH),
     )
     recommender_pb2_grpc.add_RecommenderServiceServicer_to_server(servicer, server)

@@ -1,4 +1,7 @@
-"""Cosine k-NN: hnswlib graphs for serving, and the exact search they are measured against."""
+"""Cosine k-NN per genre. The only module that knows the backend (hnswlib): everything else
+sees GenreIndex (build, save, load, search, count) and the exact search it is measured against.
+Another backend (e.g. a sharded vector engine) replaces this file and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -12,37 +15,48 @@ DEFAULT_EF_CONSTRUCTION = 200
 DEFAULT_EF_SEARCH = 256
 
 
-def build_hnsw(
-    vectors: np.ndarray,
-    labels: np.ndarray,
-    m: int = DEFAULT_M,
-    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
-    threads: int = -1,
-) -> hnswlib.Index:
-    """A cosine HNSW graph over `vectors` whose hits are reported as `labels`."""
-    index = hnswlib.Index(space="cosine", dim=vectors.shape[1])
-    index.init_index(max_elements=max(1, len(vectors)), M=m, ef_construction=ef_construction, random_seed=7)
-    if len(vectors):
-        index.add_items(np.ascontiguousarray(vectors, dtype=np.float32), labels, num_threads=threads)
-    return index
+class GenreIndex:
+    """One genre's songs as a cosine HNSW graph; hits are reported by their catalog row."""
 
+    def __init__(self, graph: hnswlib.Index) -> None:
+        self._graph = graph
 
-def load_hnsw(path: Path, dim: int, count: int) -> hnswlib.Index:
-    index = hnswlib.Index(space="cosine", dim=dim)
-    index.load_index(str(path), max_elements=max(1, count))
-    return index
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        rows: np.ndarray,
+        m: int = DEFAULT_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        threads: int = -1,
+    ) -> GenreIndex:
+        graph = hnswlib.Index(space="cosine", dim=vectors.shape[1])
+        graph.init_index(max_elements=max(1, len(vectors)), M=m, ef_construction=ef_construction, random_seed=7)
+        if len(vectors):
+            graph.add_items(np.ascontiguousarray(vectors, dtype=np.float32), rows, num_threads=threads)
+        return cls(graph)
 
+    @classmethod
+    def load(cls, path: Path, dim: int, count: int) -> GenreIndex:
+        graph = hnswlib.Index(space="cosine", dim=dim)
+        graph.load_index(str(path), max_elements=max(1, count))
+        return cls(graph)
 
-def hnsw_search(
-    index: hnswlib.Index, query: np.ndarray, k: int, ef: int = DEFAULT_EF_SEARCH
-) -> list[tuple[int, float]]:
-    """The k nearest (label, cosine similarity), best first; fewer when the index is smaller."""
-    k = min(k, index.get_current_count())
-    if k <= 0:
-        return []
-    index.set_ef(max(ef, k))
-    labels, distances = index.knn_query(np.asarray(query, dtype=np.float32).reshape(1, -1), k=k, num_threads=1)
-    return [(int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0], strict=True)]
+    def save(self, path: Path) -> None:
+        self._graph.save_index(str(path))
+
+    @property
+    def count(self) -> int:
+        return self._graph.get_current_count()
+
+    def search(self, query: np.ndarray, k: int, ef: int = DEFAULT_EF_SEARCH) -> list[tuple[int, float]]:
+        """The k nearest (row, cosine similarity), best first; fewer when the genre is smaller."""
+        k = min(k, self.count)
+        if k <= 0:
+            return []
+        self._graph.set_ef(max(ef, k))
+        rows, distances = self._graph.knn_query(np.asarray(query, dtype=np.float32).reshape(1, -1), k=k, num_threads=1)
+        return [(int(row), 1.0 - float(d)) for row, d in zip(rows[0], distances[0], strict=True)]
 
 
 def normalise_rows(vectors: np.ndarray) -> np.ndarray:

@@ -2,101 +2,94 @@
 
     python -m services.recommender.ingest --catalog var/demo/catalog.csv
 
-Needs the featurizer and the classifier (FEATURIZER_ADDR, CLASSIFIER_ADDR). Results are cached
-per file content and feature schema, so a rebuild only analyses new or changed audio. Songs
-that cannot be analysed are listed at the end (and fail the run with --strict); the rest are
-indexed. The new generation is swapped in atomically: running servers pick it up by polling.
+Needs the featurizer and the classifier (FEATURIZER_ADDR, CLASSIFIER_ADDR), reached through the
+same upstream client the recommender uses. Results are cached per file content and feature
+schema, so a rebuild only analyses new or changed audio. Songs that cannot be analysed are
+listed at the end (and fail the run with --strict); the rest are indexed. The new generation
+is swapped in atomically: running servers pick it up by polling.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import grpc
 import numpy as np
 from tqdm import tqdm
 
-from musicrec.v1 import classifier_pb2, classifier_pb2_grpc, featurizer_pb2, featurizer_pb2_grpc
 from services.common.config import env_str
-from services.common.errors import describe
-from services.common.server import channel_options
-from services.common.upload import split_chunks
+from services.common.errors import ServiceError, describe
+from services.recommender.build import build_generation
 from services.recommender.catalog import COLUMNS, CatalogSong, read_catalog
-from services.recommender.store import SongRecord, build_generation
-from services.recommender.upstream import vote_ranking, vote_share
+from services.recommender.routing import from_classification
+from services.recommender.store import SongRecord
+from services.recommender.upstream import Upstream
 
 
 @dataclass
 class Analysed:
-    vector: np.ndarray
+    vector: list[float]
     predicted: str
-    vote_share: float
+    share: float
     ranking: list[str]
+    probabilities: dict[str, float]
 
 
 class Analyser:
-    """Featurize + classify one file over gRPC, with a content-addressed cache on disk."""
+    """Featurize + classify one file through the upstream client, with a content-addressed cache."""
 
-    def __init__(self, featurizer: str, classifier: str, cache_dir: Path, timeout: float) -> None:
-        self._fz_channel = grpc.insecure_channel(featurizer, options=channel_options())
-        self._cl_channel = grpc.insecure_channel(classifier, options=channel_options())
-        self.featurizer = featurizer_pb2_grpc.FeaturizerServiceStub(self._fz_channel)
-        self.classifier = classifier_pb2_grpc.ClassifierServiceStub(self._cl_channel)
+    def __init__(self, upstream: Upstream, cache_dir: Path, timeout: float) -> None:
+        self.upstream = upstream
         self.timeout = timeout
-        schema = self.featurizer.GetFeatureSchema(featurizer_pb2.GetFeatureSchemaRequest(), timeout=timeout)
+        self.cache_root = cache_dir
+        self.schema_version = ""
+        self.feature_names: list[str] = []
+        self.feature_groups: dict[str, list[str]] = {}
+
+    async def read_schema(self) -> None:
+        schema = await self.upstream.feature_schema(self.timeout)
         self.schema_version = schema.schema_version
         self.feature_names = list(schema.names)
-        self.cache_dir = cache_dir / self.schema_version
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.feature_groups = {g.name: list(g.features) for g in schema.groups}
+        (self.cache_root / self.schema_version).mkdir(parents=True, exist_ok=True)
 
-    def analyse(self, path: Path) -> Analysed:
-        data = path.read_bytes()
-        cached = self.cache_dir / f"{hashlib.sha256(data).hexdigest()}.json"
+    async def analyse(self, path: Path) -> Analysed:
+        data = await asyncio.to_thread(path.read_bytes)
+        cached = self.cache_root / self.schema_version / f"{hashlib.sha256(data).hexdigest()}.json"
         if cached.exists():
             entry = json.loads(cached.read_text())
-            vector = np.array(entry["vector"], dtype=np.float32)
-            return Analysed(vector, entry["predicted"], entry["share"], entry["ranking"])
-        chunks = (featurizer_pb2.FeaturizeStreamRequest(chunk=c, filename=path.name) for c in split_chunks(data))
-        features = self.featurizer.FeaturizeStream(chunks, timeout=self.timeout)
-        vote = self.classifier.Classify(classifier_pb2.ClassifyRequest(mel=features.mel), timeout=self.timeout)
-        result = Analysed(
-            np.array(features.features.values, dtype=np.float32), vote.genre, vote_share(vote), vote_ranking(vote)
-        )
-        entry = {
-            "vector": result.vector.tolist(),
-            "predicted": result.predicted,
-            "share": result.vote_share,
-            "ranking": result.ranking,
-            "file": str(path),
-        }
-        cached.write_text(json.dumps(entry))
+            if "probabilities" in entry:  # entries from before calibration are analysed again
+                return Analysed(**{k: entry[k] for k in Analysed.__dataclass_fields__})
+        features = await self.upstream.featurize(data, path.name, self.timeout)
+        vote = from_classification(await self.upstream.classify(features.mel, self.timeout))
+        result = Analysed(list(features.features.values), vote.ranking[0], vote.share, vote.ranking, vote.probabilities)
+        cached.write_text(json.dumps({**asdict(result), "file": str(path)}))
         return result
 
-    def close(self) -> None:
-        self._fz_channel.close()
-        self._cl_channel.close()
 
-
-def analyse_catalog(
+async def analyse_catalog(
     analyser: Analyser, songs: list[CatalogSong], workers: int
 ) -> tuple[dict[str, Analysed], dict[str, str]]:
     done: dict[str, Analysed] = {}
     failed: dict[str, str] = {}
-    with ThreadPoolExecutor(workers) as pool:
-        futures = {pool.submit(analyser.analyse, s.audio_path): s for s in songs}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="featurize + classify", unit="song"):
-            song = futures[future]
+    slots = asyncio.Semaphore(workers)
+
+    async def one(song: CatalogSong) -> None:
+        async with slots:
             try:
-                done[song.id] = future.result()
-            except (OSError, grpc.RpcError) as exc:
+                done[song.id] = await analyser.analyse(song.audio_path)
+            except (OSError, ServiceError) as exc:
                 failed[song.id] = f"{song.audio_path}: {describe(exc)}"
+
+    tasks = [asyncio.ensure_future(one(s)) for s in songs]
+    for task in tqdm(asyncio.as_completed(tasks), total=len(tasks), desc="featurize + classify", unit="song"):
+        await task
     return done, failed
 
 
@@ -110,12 +103,25 @@ def records(songs: list[CatalogSong], analysed: dict[str, Analysed]) -> tuple[li
             release_date=s.release_date,
             genre=s.genre or analysed[s.id].predicted,
             predicted_genre=analysed[s.id].predicted,
-            vote_share=analysed[s.id].vote_share,
+            vote_share=analysed[s.id].share,
             ranking=analysed[s.id].ranking,
+            probabilities=analysed[s.id].probabilities,
+            genre_source="catalog" if s.genre else "classifier",
         )
         for s in kept
     ]
-    return rows, np.stack([analysed[s.id].vector for s in kept])
+    return rows, np.array([analysed[s.id].vector for s in kept], dtype=np.float32)
+
+
+async def analyse_all(args: argparse.Namespace, songs: list[CatalogSong]) -> tuple[Analyser, dict, dict]:
+    upstream = Upstream(args.featurizer, args.classifier)
+    try:
+        analyser = Analyser(upstream, args.index_dir / "analysis-cache", args.timeout)
+        await analyser.read_schema()
+        analysed, failed = await analyse_catalog(analyser, songs, args.workers)
+        return analyser, analysed, failed
+    finally:
+        await upstream.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,14 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     songs = read_catalog(args.catalog)
     try:
-        analyser = Analyser(args.featurizer, args.classifier, args.index_dir / "analysis-cache", args.timeout)
-    except grpc.RpcError as exc:
-        print(f"featurizer at {args.featurizer} unreachable ({describe(exc)}); start it first", file=sys.stderr)
+        analyser, analysed, failed = asyncio.run(analyse_all(args, songs))
+    except ServiceError as exc:
+        print(f"cannot start the ingestion: {exc.message}", file=sys.stderr)
         return 2
-    try:
-        analysed, failed = analyse_catalog(analyser, songs, args.workers)
-    finally:
-        analyser.close()
     for song_id, reason in sorted(failed.items()):
         print(f"not indexed: {song_id}: {reason}", file=sys.stderr)
     if not analysed or (failed and args.strict):
@@ -147,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows, vectors = records(songs, analysed)
     generation = build_generation(
-        args.index_dir, rows, vectors, analyser.schema_version, analyser.feature_names, source=str(args.catalog)
+        args.index_dir, rows, vectors, analyser.schema_version, analyser.feature_names, analyser.feature_groups,
+        source=str(args.catalog),
     )
-    labelled_ids = {s.id for s in songs if s.genre}
-    labelled = [r for r in rows if r.id in labelled_ids]
+    labelled = [r for r in rows if r.genre_source == "catalog"]
     agree = sum(r.predicted_genre == r.genre for r in labelled)
     genres = sorted({r.genre for r in rows})
     print(

@@ -1,33 +1,11 @@
-"""Say in a few words why two songs are close: the feature groups they agree on most."""
+"""Say in a few words why two songs are close: the feature groups they agree on most.
+
+The groups (timbre, tempo, harmony, ...) come from the featurizer's schema, copied into the
+index manifest at ingestion; nothing here knows the featurizer's feature names."""
 
 from __future__ import annotations
 
 import numpy as np
-
-# Feature-name prefix -> what a listener would call it.
-GROUPS = {
-    "tempo": "tempo",
-    "mfcc": "timbre",
-    "spectral_centroid": "brightness",
-    "rolloff": "brightness",
-    "spectral_bandwidth": "spectral spread",
-    "zero_crossing_rate": "noisiness",
-    "rms": "loudness",
-    "chroma_stft": "harmony",
-    "harmony": "harmonic energy",
-    "perceptr": "percussive energy",
-}
-
-
-def feature_groups(names: list[str]) -> dict[str, np.ndarray]:
-    """Column indices of each named group."""
-    groups: dict[str, list[int]] = {}
-    for column, name in enumerate(names):
-        for prefix, label in GROUPS.items():
-            if name.startswith(prefix):
-                groups.setdefault(label, []).append(column)
-                break
-    return {label: np.array(cols) for label, cols in groups.items()}
 
 
 def explain(

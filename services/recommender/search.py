@@ -1,9 +1,10 @@
-"""Pick the recommendations: per-genre k-NN, then the rules callers rely on.
+"""Pick the recommendations: k-NN in the routed genres, merged, then the rules callers rely on.
 
 Rules: never the query song (by id, or the same recording: similarity ~1), no duplicates (same
-id, same title+artist, or the same recording twice), an optional cap per artist, best first.
-Searches grow until k songs pass the rules or the genres are exhausted. When the query's
-genres hold fewer than k eligible songs, the fallback genres fill the rest (after them).
+id, same title+artist, or the same recording twice), an optional cap per artist. Hits of the
+routed genres are merged by the routing score (routing.py); searches grow until k songs pass
+the rules or the genres are exhausted. When the routed genres hold fewer than k eligible
+songs, the fill genres top up the rest (after them).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.recommender.index import DEFAULT_EF_SEARCH, hnsw_search
+from services.recommender.index import DEFAULT_EF_SEARCH
 from services.recommender.reasons import explain
+from services.recommender.routing import DEFAULT_K, Route, RoutingPolicy
 from services.recommender.store import IndexSet, SongRecord
 
-MAX_K = 100
-DEFAULT_K = 5
 SAME_RECORDING = 0.99999  # cosine similarity of two standardised vectors of the same audio
 
 
@@ -31,17 +31,22 @@ class Hit:
 @dataclass
 class Query:
     raw: np.ndarray  # the query's feature vector as the featurizer produced it
-    genres: list[str]
+    routes: list[Route]
     k: int = DEFAULT_K
     max_per_artist: int = 0
     exclude_id: str = ""
-    fallback: list[str] = field(default_factory=list)  # searched only to fill up to k
+    fill: list[str] = field(default_factory=list)  # searched only to top up to k
+    policy: RoutingPolicy = field(default_factory=RoutingPolicy)
 
 
 @dataclass
 class Result:
     hits: list[Hit]
-    searched: list[str]  # the genres whose songs were considered
+    routes: list[Route]  # the genres whose songs were considered, with their weights
+
+    @property
+    def searched(self) -> list[str]:
+        return [r.genre for r in self.routes]
 
 
 class _Picker:
@@ -91,16 +96,22 @@ def _pick(
 
 
 def _fill(
-    index_set: IndexSet, query: Query, base: list[tuple[int, float]], z: np.ndarray, genres: list[str], ef: int
+    index_set: IndexSet, query: Query, base: list[tuple[int, float]], z: np.ndarray, routes: list[Route], ef: int
 ) -> list[tuple[int, float]]:
-    """Add the genres' nearest songs, best first, until k are picked or the genres run out."""
+    """Add the routed genres' nearest songs, merged by routing score, until k are picked or
+    the genres run out."""
     picked = list(base)
-    total = sum(index_set.indexes[g].get_current_count() for g in genres)
+    total = sum(index_set.indexes[r.genre].count for r in routes)
+    top = max((r.weight for r in routes), default=1.0)
     want = query.k + 8
-    while genres:
-        candidates = [c for genre in genres for c in hnsw_search(index_set.indexes[genre], z, want, ef)]
-        candidates.sort(key=lambda c: -c[1])
-        picked = _pick(index_set, query, base, candidates, query.k)
+    while routes:
+        scored = [
+            (query.policy.score(sim, route.weight, top), row, sim)
+            for route in routes
+            for row, sim in index_set.indexes[route.genre].search(z, want, ef)
+        ]
+        scored.sort(key=lambda c: -c[0])
+        picked = _pick(index_set, query, base, [(row, sim) for _, row, sim in scored], query.k)
         if len(picked) >= query.k or want >= total:
             break
         want *= 2
@@ -109,13 +120,14 @@ def _fill(
 
 def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH) -> Result:
     z = index_set.standardise(query.raw)
-    genres = [g for g in dict.fromkeys(query.genres) if g in index_set.indexes]
-    picked = _fill(index_set, query, [], z, genres, ef)
-    searched = list(genres)
+    routes = list({r.genre: r for r in query.routes if r.genre in index_set.indexes}.values())
+    picked = _fill(index_set, query, [], z, routes, ef)
     if len(picked) < query.k:
-        extra = [g for g in dict.fromkeys(query.fallback) if g in index_set.indexes and g not in genres]
+        searched = {r.genre for r in routes}
+        fill = [g for g in dict.fromkeys(query.fill) if g in index_set.indexes and g not in searched]
+        extra = [Route(g, 1.0, "fill") for g in fill]
         picked = _fill(index_set, query, picked, z, extra, ef)
-        searched += extra
+        routes += extra
     hits = [
         Hit(
             index_set.songs[row],
@@ -124,4 +136,4 @@ def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH) ->
         )
         for row, sim in picked
     ]
-    return Result(hits, searched)
+    return Result(hits, routes)

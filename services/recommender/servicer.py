@@ -1,4 +1,8 @@
-"""The recommender's gRPC handlers: validate, pick the genres to search, search, cache."""
+"""The recommender's gRPC handlers: translate messages, ask routing and search, cache.
+
+The rules live elsewhere: options and genre routing in routing.py, the picking rules in
+search.py, the index in index.py/store.py, the upstream calls in upstream.py.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,15 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from musicrec.v1 import audio_pb2, classifier_pb2, recommender_pb2, recommender_pb2_grpc
+from musicrec.v1 import audio_pb2, recommender_pb2, recommender_pb2_grpc
 from services.common.errors import invalid, not_found, unavailable
-from services.common.upload import collect_upload
+from services.common.upload import HeaderedUpload
 from services.recommender.cache import ResponseCache, cache_key
 from services.recommender.live import LiveIndex
-from services.recommender.search import DEFAULT_K, MAX_K, Hit, Query, recommend
+from services.recommender.routing import Route, RoutingPolicy, Vote, from_classification, parse_options
+from services.recommender.search import Hit, Query, recommend
 from services.recommender.store import IndexSet, SongRecord
-from services.recommender.upstream import Upstream, vote_ranking, vote_share
+from services.recommender.upstream import Upstream
 
 log = logging.getLogger("recommender")
 
@@ -35,21 +40,16 @@ def hit_messages(hits: list[Hit]) -> list[recommender_pb2.Recommendation]:
     ]
 
 
-def parse_options(options: recommender_pb2.RecommendOptions) -> tuple[int, int]:
-    """(k, max_per_artist) with the defaults applied, or INVALID_ARGUMENT."""
-    if options.k < 0 or options.k > MAX_K:
-        raise invalid(f"options.k must be between 1 and {MAX_K} (0 means {DEFAULT_K}); got {options.k}")
-    if options.max_per_artist < 0:
-        raise invalid(f"options.max_per_artist must be >= 0 (0 means no cap); got {options.max_per_artist}")
-    return options.k or DEFAULT_K, options.max_per_artist
+def routing_messages(routes: list[Route]) -> dict:
+    """The response fields that say which genres were searched, and with what weight."""
+    return {
+        "searched_genres": [r.genre for r in routes],
+        "routing": [recommender_pb2.GenreWeight(genre=r.genre, weight=r.weight, reason=r.reason) for r in routes],
+    }
 
 
-def with_runner_up(primary: str, ranking: list[str], share: float, threshold: float, index: IndexSet) -> list[str]:
-    """The primary genre, plus the runner-up when the vote was not confident enough."""
-    genres = [primary]
-    if share < threshold:
-        genres += [g for g in ranking if g != primary and g in index.indexes][:1]
-    return genres
+def stored_vote(song: SongRecord) -> Vote:
+    return Vote(song.ranking or [song.genre], song.probabilities, song.vote_share)
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
@@ -60,7 +60,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         upstream: Upstream,
         max_upload_bytes: int,
         upstream_timeout: float,
-        runner_up_below: float,
+        policy: RoutingPolicy,
         ef_search: int,
     ) -> None:
         self._live = live
@@ -68,7 +68,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         self._upstream = upstream
         self._max_upload = max_upload_bytes
         self._timeout = upstream_timeout
-        self._runner_up_below = runner_up_below
+        self._policy = policy
         self._ef = ef_search
 
     def _song_row(self, index: IndexSet, song_id: str) -> int:
@@ -82,13 +82,16 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             )
         return row
 
+    def _query(self, raw: np.ndarray, routes: list[Route], options, **extra) -> Query:
+        return Query(raw, routes, options.k, options.max_per_artist, policy=self._policy, **extra)
+
     async def RecommendById(
         self, request: recommender_pb2.RecommendByIdRequest, context: grpc.aio.ServicerContext
     ) -> recommender_pb2.RecommendByIdResponse:
-        k, cap = parse_options(request.options)
+        options = parse_options(request.options)
         index = self._live.get()
         row = self._song_row(index, request.song_id)
-        key = cache_key(index.generation, "id", request.song_id, k, cap)
+        key = cache_key(index.generation, "id", request.song_id, options.k, options.max_per_artist)
         cached = await self._cache.get(key)
         if cached is not None:
             try:
@@ -98,14 +101,14 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             except DecodeError:
                 log.warning("unreadable cache entry ignored", extra={"key": key})
         song = index.songs[row]
-        genres = with_runner_up(song.genre, song.ranking, song.vote_share, self._runner_up_below, index)
-        query = Query(index.raw[row], genres, k, cap, exclude_id=song.id, fallback=index.genres)
+        routes = self._policy.for_song(song.genre, song.genre_source == "catalog", stored_vote(song), index.genres)
+        query = self._query(index.raw[row], routes, options, exclude_id=song.id, fill=index.genres)
         result = recommend(index, query, self._ef)
         response = recommender_pb2.RecommendByIdResponse(
             query=song_message(song),
             recommendations=hit_messages(result.hits),
-            searched_genres=result.searched,
             index_generation=index.generation,
+            **routing_messages(result.routes),
         )
         await self._cache.put(key, response.SerializeToString())
         return response
@@ -115,31 +118,25 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         request_iterator: AsyncIterator[recommender_pb2.RecommendByAudioRequest],
         context: grpc.aio.ServicerContext,
     ) -> recommender_pb2.RecommendByAudioResponse:
-        data, first = await collect_upload(request_iterator, self._max_upload)
-        k, cap = parse_options(first.options)
+        upload = HeaderedUpload(request_iterator, self._max_upload)
+        await upload.read_header()
+        options = parse_options(upload.options)  # refused before any audio is read
         index = self._live.get()
         remaining = context.time_remaining()
         timeout = self._timeout if remaining is None else min(self._timeout, remaining)
-        analysis = await self._upstream.featurize(data, first.filename, timeout)
+        analysis = await self._upstream.featurize_upload(upload, timeout)
         self._check_schema(index, analysis.features)
         vote = await self._upstream.classify(analysis.mel, timeout)
-        genres = self._genres_for_vote(index, vote)
+        routes = self._policy.for_vote(from_classification(vote), index.genres)
         raw = np.asarray(analysis.features.values, dtype=np.float32)
-        result = recommend(index, Query(raw, genres, k, cap, fallback=index.genres), self._ef)
+        result = recommend(index, self._query(raw, routes, options, fill=index.genres), self._ef)
         return recommender_pb2.RecommendByAudioResponse(
             recommendations=hit_messages(result.hits),
             classification=vote,
             window=analysis.window,
-            searched_genres=result.searched,
             index_generation=index.generation,
+            **routing_messages(result.routes),
         )
-
-    def _genres_for_vote(self, index: IndexSet, vote: classifier_pb2.ClassifyResponse) -> list[str]:
-        ranking = vote_ranking(vote)
-        indexed = [g for g in ranking if g in index.indexes]
-        if not indexed:  # the catalog uses other genre names than the models: search it all
-            return index.genres
-        return with_runner_up(indexed[0], indexed, vote_share(vote), self._runner_up_below, index)
 
     def _check_schema(self, index: IndexSet, features: audio_pb2.FeatureVector) -> None:
         if features.schema_version != index.schema_version:
@@ -151,7 +148,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
     async def RecommendByFeatures(
         self, request: recommender_pb2.RecommendByFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> recommender_pb2.RecommendByFeaturesResponse:
-        k, cap = parse_options(request.options)
+        options = parse_options(request.options)
         index = self._live.get()
         features = request.features
         if features.schema_version != index.schema_version:
@@ -169,13 +166,13 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         genre = request.genre.strip().lower()
         if genre and genre not in index.indexes:
             raise invalid(f"unknown genre {request.genre!r}; indexed genres: {', '.join(index.genres)}")
-        genres = [genre] if genre else index.genres
+        routes = [Route(genre, 1.0, "requested")] if genre else [Route(g, 1.0, "all") for g in index.genres]
         raw = np.asarray(features.values, dtype=np.float32)
-        result = recommend(index, Query(raw, genres, k, cap), self._ef)
+        result = recommend(index, self._query(raw, routes, options), self._ef)
         return recommender_pb2.RecommendByFeaturesResponse(
             recommendations=hit_messages(result.hits),
-            searched_genres=result.searched,
             index_generation=index.generation,
+            **routing_messages(result.routes),
         )
 
     async def GetSong(
@@ -193,8 +190,6 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             created_at=index.manifest["created_at"],
             schema_version=index.schema_version,
             songs=len(index.songs),
-            genres=[
-                recommender_pb2.GenreCount(genre=g, songs=index.indexes[g].get_current_count()) for g in index.genres
-            ],
+            genres=[recommender_pb2.GenreCount(genre=g, songs=index.indexes[g].count) for g in index.genres],
             cache_available=self._cache.available,
         )

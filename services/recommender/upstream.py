@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,21 +13,12 @@ from musicrec.v1 import (
     featurizer_pb2,
     featurizer_pb2_grpc,
 )
+from services.common import transport
 from services.common.errors import ServiceError, unavailable
-from services.common.upload import split_chunks
+from services.common.upload import HeaderedUpload, split_chunks
 
 # Upstream answers that are the caller's fault keep their code; the rest become UNAVAILABLE.
 PASS_THROUGH = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
-
-
-def vote_share(vote: classifier_pb2.ClassifyResponse) -> float:
-    """Share of the voting folds that agreed with the winner (0 when none voted)."""
-    return vote.votes / vote.folds_voted if vote.folds_voted else 0.0
-
-
-def vote_ranking(vote: classifier_pb2.ClassifyResponse) -> list[str]:
-    """Genres best first, by votes then summed probability."""
-    return [score.genre for score in vote.ranking] or [vote.genre]
 
 
 def _translate(service: str, address: str, error: grpc.aio.AioRpcError) -> ServiceError:
@@ -36,21 +28,55 @@ def _translate(service: str, address: str, error: grpc.aio.AioRpcError) -> Servi
 
 
 class Upstream:
-    def __init__(self, featurizer_addr: str, classifier_addr: str, options: list[tuple[str, int]]) -> None:
+    def __init__(self, featurizer_addr: str, classifier_addr: str) -> None:
         self.featurizer_addr = featurizer_addr
         self.classifier_addr = classifier_addr
-        self._fz_channel = grpc.aio.insecure_channel(featurizer_addr, options=options)
-        self._cl_channel = grpc.aio.insecure_channel(classifier_addr, options=options)
+        self._fz_channel = transport.channel(featurizer_addr)
+        self._cl_channel = transport.channel(classifier_addr)
         self._featurizer = featurizer_pb2_grpc.FeaturizerServiceStub(self._fz_channel)
         self._classifier = classifier_pb2_grpc.ClassifierServiceStub(self._cl_channel)
 
     async def featurize(self, data: bytes, filename: str, timeout: float) -> featurizer_pb2.FeaturizeStreamResponse:
-        async def chunks() -> AsyncIterator[featurizer_pb2.FeaturizeStreamRequest]:
-            for chunk in split_chunks(data):
-                yield featurizer_pb2.FeaturizeStreamRequest(chunk=chunk, filename=filename)
+        """A whole file (ingestion)."""
 
+        async def chunks() -> AsyncIterator[featurizer_pb2.FeaturizeStreamRequest]:
+            for number, chunk in enumerate(split_chunks(data)):
+                yield featurizer_pb2.FeaturizeStreamRequest(chunk=chunk, filename=filename if number == 0 else "")
+
+        return await self._featurize_stream(chunks(), timeout, None)
+
+    async def featurize_upload(self, upload: HeaderedUpload, timeout: float) -> featurizer_pb2.FeaturizeStreamResponse:
+        """Pass an upload's chunks on to the featurizer as they arrive (nothing is buffered here)."""
+
+        async def chunks() -> AsyncIterator[featurizer_pb2.FeaturizeStreamRequest]:
+            first = True
+            async for chunk in upload.chunks():
+                yield featurizer_pb2.FeaturizeStreamRequest(chunk=chunk, filename=upload.filename if first else "")
+                first = False
+            if first:  # no chunk at all: let the featurizer say the upload is empty
+                yield featurizer_pb2.FeaturizeStreamRequest(chunk=b"", filename=upload.filename)
+
+        return await self._featurize_stream(chunks(), timeout, upload)
+
+    async def _featurize_stream(
+        self,
+        requests: AsyncIterator[featurizer_pb2.FeaturizeStreamRequest],
+        timeout: float,
+        upload: HeaderedUpload | None,
+    ) -> featurizer_pb2.FeaturizeStreamResponse:
         try:
-            return await self._featurizer.FeaturizeStream(chunks(), timeout=timeout)
+            return await self._featurizer.FeaturizeStream(requests, timeout=timeout)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
+            # A request iterator that raises cancels the call: say what the caller's stream broke.
+            if upload is not None and upload.error is not None:
+                raise upload.error from None
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise _translate("featurizer", self.featurizer_addr, exc) from None
+
+    async def feature_schema(self, timeout: float) -> featurizer_pb2.GetFeatureSchemaResponse:
+        try:
+            return await self._featurizer.GetFeatureSchema(featurizer_pb2.GetFeatureSchemaRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise _translate("featurizer", self.featurizer_addr, exc) from None
 

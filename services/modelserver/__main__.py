@@ -1,4 +1,4 @@
-"""Local TF Serving stand-in: python -m services.classifier.modelserver
+"""Local TF Serving stand-in: python -m services.modelserver
 
 Speaks tensorflow.serving.PredictionService and ModelService on PORT (default 8500, TF
 Serving's gRPC port), serving the SavedModels listed in MODEL_CONFIG_FILE (the same
@@ -6,22 +6,31 @@ models.config the tensorflow/serving image reads). Production runs the real imag
 the classifier's client code is the same for both.
 """
 
-from __future__ import annotations
+from services.common.quiet_tensorflow import import_tensorflow
+
+import_tensorflow()  # first: TF's C++ start-up lines never reach the log
 
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from services.classifier.modelserver.config import read_config
-from services.classifier.modelserver.servicer import LoadedModel, ModelServer, load_model
+# The *_pb2 modules hold the service descriptors reflection serves (the *_pb2_grpc modules do
+# not import them), so `grpcurl describe tensorflow.serving.PredictionService` works.
+from tensorflow_serving.apis import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
+
 from services.common.config import env_int, env_str
+from services.common.modelconfig import DEFAULT_CONFIG, read_config
 from services.common.server import ServiceSpec, run
+from services.modelserver.servicer import LoadedModel, ModelServer, load_model
 
-ROOT = Path(__file__).resolve().parents[3]
-CONFIG = Path(env_str("MODEL_CONFIG_FILE", str(ROOT / "models" / "models.config")))
+CONFIG = Path(env_str("MODEL_CONFIG_FILE", str(DEFAULT_CONFIG)))
 MODELS_ROOT = env_str("MODELS_ROOT", "")
 models: dict[str, LoadedModel] = {}
 server = ModelServer(models, env_int("MODEL_SERVER_WORKERS", 2))
@@ -30,7 +39,10 @@ server = ModelServer(models, env_int("MODEL_SERVER_WORKERS", 2))
 async def register(grpc_server: grpc.aio.Server) -> Sequence[str]:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(server, grpc_server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(server, grpc_server)
-    return ["tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"]
+    return [
+        prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+        model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    ]
 
 
 async def warmup() -> None:

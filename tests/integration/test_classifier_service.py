@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 import soundfile as sf
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -17,15 +19,16 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from devtools.localrun import free_port, running, start
 from musicrec.v1 import audio_pb2, classifier_pb2, classifier_pb2_grpc
 from services.classifier.tfserving import float_tensor
-from services.common.localrun import free_port, running
 from services.featurizer.features import featurize
 from services.featurizer.window import cut_clip
 from tests import synth
 from tests.conftest import grpcurl_exe, gtzan_clips, needs_gtzan
+from tests.integration.conftest import write_models_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
 FOLDS = [f"xception_fold{k}" for k in range(5)]
 
@@ -96,6 +99,11 @@ def test_classify_votes_with_all_five_folds(classifier) -> None:
     assert reply.votes == max(s.votes for s in reply.ranking)
     for fold in reply.folds:
         assert fold.available and len(fold.probabilities) == 10
+    # each genre's probability is the mean of the folds' calibrated probabilities
+    mean = np.mean([fold.probabilities for fold in reply.folds], axis=0)
+    for score in reply.ranking:
+        assert score.probability == pytest.approx(mean[list(reply.labels).index(score.genre)], abs=1e-5)
+    assert sum(s.probability for s in reply.ranking) == pytest.approx(1.0, abs=1e-4)
 
 
 @needs_gtzan
@@ -120,10 +128,8 @@ def test_bad_mel_is_invalid_argument(classifier) -> None:
 
 
 def test_one_fold_missing_votes_with_the_rest(modelserver, tmp_path) -> None:
-    env = {
-        "TF_SERVING_ADDR": modelserver.address,
-        "CLASSIFIER_MODELS": ",".join([*FOLDS[:4], "xception_fold9"]),
-    }
+    config = write_models_config(tmp_path / "models.config", [*FOLDS[:4], "xception_fold9"])
+    env = {"TF_SERVING_ADDR": modelserver.address, "MODEL_CONFIG_FILE": str(config)}
     with running("services.classifier", env, tmp_path) as cl:
         reply = classify(cl.address, mel_of(synth.beats(30), 22050))
     assert reply.degraded and reply.folds_voted == 4 and reply.folds_total == 5
@@ -131,26 +137,61 @@ def test_one_fold_missing_votes_with_the_rest(modelserver, tmp_path) -> None:
     assert not reply.folds[4].available
 
 
-def test_model_server_down_is_unavailable(tmp_path) -> None:
+def test_model_server_down_keeps_the_classifier_not_serving_and_says_why(tmp_path) -> None:
     env = {"TF_SERVING_ADDR": f"127.0.0.1:{free_port()}", "PREDICT_TIMEOUT_SECONDS": "2"}
-    with running("services.classifier", env, tmp_path) as cl:
+    cl = start("services.classifier", env, tmp_path, wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while "waiting for TF Serving" not in cl.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "waiting for TF Serving" in cl.log()
+        with grpc.insecure_channel(cl.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(grpc.RpcError) as err:
             classify(cl.address, mel_of(synth.beats(30), 22050))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "TF Serving" in err.value.details()
+    finally:
+        cl.stop()
+
+
+def grpcurl(address: str, *arguments: str, data: str = "") -> str:
+    flags = ["-d", data] if data else []
+    command = [grpcurl_exe(), "-plaintext", *flags, address, *arguments]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def test_grpcurl_describes_classifier(classifier) -> None:
-    out = subprocess.run(
-        [
-            grpcurl_exe(),
-            "-plaintext",
-            classifier.address,
-            "describe",
-            "musicrec.v1.ClassifierService",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "rpc Classify" in out.stdout
+    assert "rpc Classify" in grpcurl(classifier.address, "describe", "musicrec.v1.ClassifierService")
+
+
+def test_grpcurl_describes_the_model_server_like_tf_serving(modelserver) -> None:
+    assert "rpc Predict" in grpcurl(modelserver.address, "describe", "tensorflow.serving.PredictionService")
+    assert "rpc GetModelStatus" in grpcurl(modelserver.address, "describe", "tensorflow.serving.ModelService")
+    status = grpcurl(modelserver.address, "tensorflow.serving.ModelService/GetModelStatus",
+                     data='{"model_spec": {"name": "xception_fold0"}}')
+    assert '"state": "AVAILABLE"' in status
+
+
+def test_model_server_and_classifier_logs_carry_no_tensorflow_noise(modelserver, classifier) -> None:
+    for proc in (modelserver, classifier):
+        log = proc.log()
+        assert "cuda" not in log.lower() and "onednn" not in log.lower(), log[:2000]
+        assert all(line.startswith("{") for line in log.splitlines() if line.strip()), log[:2000]
+
+
+def resident_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_classifier_does_not_load_the_tensorflow_runtime(classifier) -> None:
+    # It only builds TensorProto messages: 770 MB resident with TensorFlow loaded, measured
+    # before tf_protos.without_tensorflow_runtime.
+    rss = resident_mib(classifier.process.pid)
+    assert rss < 250, f"classifier holds {rss:.0f} MiB: is the TensorFlow runtime loaded again?"

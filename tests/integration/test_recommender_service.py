@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 import time
@@ -13,13 +14,15 @@ import numpy as np
 import pytest
 import redis
 
+from devtools.localrun import Proc
 from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc, recommender_pb2, recommender_pb2_grpc
-from services.common.localrun import Proc
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
-from services.recommender.store import build_generation, load_current
+from services.recommender.build import build_generation
+from services.recommender.store import load_current
 from tests import synth
-from tests.conftest import Catalog, grpcurl_exe
-from tests.recommender_calls import Options, by_id, upload
+from tests.conftest import grpcurl_exe
+from tests.integration.conftest import Catalog
+from tests.recommender_calls import Options, by_id, upload, upload_messages
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +43,7 @@ def test_recommend_by_id_defaults(stub) -> None:
     assert reply.query.id == "beats-02" and reply.query.artist == "Synth Lab C"
     assert len(reply.recommendations) == 5
     assert reply.searched_genres[0] == "beats" and reply.index_generation >= 1
+    assert reply.routing[0].reason == "catalog_genre" and {r.reason for r in reply.routing[1:]} == {"fill"}
     # beats holds 4 other songs: the 5th comes from the other genres, after them
     assert len(reply.searched_genres) == 4
     ids = [r.song.id for r in reply.recommendations]
@@ -89,11 +93,27 @@ def test_bad_ids_and_options(stub) -> None:
 
 def test_recommend_by_uploaded_audio(stub) -> None:
     data = synth.encode(synth.synthetic_song("beats", 2, seconds=40) * 0.9)
-    reply = upload(stub, data, "my-song.wav", k=3)
-    assert len(reply.recommendations) == 3
-    assert reply.classification.folds_voted == 5 and reply.classification.genre
-    assert reply.searched_genres and reply.window.policy == "centered"
-    assert reply.searched_genres[0] in {"tones", "chirps", "noise", "beats"}
+    for layout in ("header", "legacy"):
+        reply = upload(stub, data, "my-song.wav", layout=layout, k=3)
+        assert len(reply.recommendations) == 3 and reply.window.policy == "centered"
+        assert reply.classification.folds_voted == 5 and reply.classification.genre in reply.classification.labels
+        # the models speak GTZAN genres, this catalog its own: routing searches every genre and says so
+        assert sorted(reply.searched_genres) == ["beats", "chirps", "noise", "tones"]
+        expected = [(g, 1.0, "all") for g in reply.searched_genres]
+        assert [(r.genre, r.weight, r.reason) for r in reply.routing] == expected
+
+
+def test_upload_options_after_the_first_message_are_refused(stub) -> None:
+    data = synth.encode(synth.synthetic_song("beats", 2, seconds=40))
+    messages = list(upload_messages(data, "late.wav", layout="legacy"))
+    messages[2].options.k = 7  # the old layout silently ignored this
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecommendByAudio(iter(messages), timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "first message only" in err.value.details()
+    data_first = [recommender_pb2.RecommendByAudioRequest(data=b"RIFF")]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecommendByAudio(iter(data_first), timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "header" in err.value.details()
 
 
 def test_upload_of_a_catalog_song_leaves_it_out(stub, synthetic_index: Catalog) -> None:
@@ -175,7 +195,8 @@ def test_rebuild_swaps_generation_without_failed_queries(stub, synthetic_index: 
     current = load_current(synthetic_index.index_dir)
     for _ in range(2):  # two rebuilds while queries run
         build_generation(
-            synthetic_index.index_dir, current.songs, current.raw, SCHEMA_VERSION, FEATURE_NAMES, progress=False
+            synthetic_index.index_dir, current.songs, current.raw, SCHEMA_VERSION, FEATURE_NAMES,
+            current.manifest["feature_groups"], progress=False,
         )
         time.sleep(1.0)
     deadline = time.monotonic() + 10
@@ -202,3 +223,4 @@ def test_broken_generation_is_skipped_and_the_old_one_keeps_serving(stub, recomm
         assert recommender.log().count("cannot load new index generation") == 1
     finally:
         (index_dir / "CURRENT").write_text(good)
+        shutil.rmtree(index_dir / "gen-000099")  # the session's index is shared: leave no generation behind

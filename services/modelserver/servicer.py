@@ -19,8 +19,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from services.classifier.modelserver.config import ModelEntry
 from services.common.errors import ServiceError, invalid, not_found
+from services.common.modelconfig import ModelEntry
 
 log = logging.getLogger("modelserver")
 

@@ -1,6 +1,6 @@
 """Start musicrec servers as local subprocesses on loopback and wait until they are SERVING.
 
-Used by the demo and by the tests (which run real servers, not mocks).
+Used by the demo, the benchmarks and the tests (which run real servers, not mocks). Not shipped.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[2]
+from devtools.numba_cache import private_cache
+from services.common.transport import sync_channel
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -52,7 +55,7 @@ class Proc:
 
 def wait_serving(address: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with sync_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
@@ -69,7 +72,8 @@ def wait_serving(address: str, timeout: float, proc: subprocess.Popen | None = N
 
 def start(module: str, env: dict[str, str], tmp: Path, timeout: float = 120.0, wait: bool = True) -> Proc:
     port = free_port()
-    full_env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", **env}
+    numba = {"NUMBA_CACHE_DIR": str(private_cache(tmp / f"numba-{module.rsplit('.', 1)[-1]}-{port}"))}
+    full_env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", **numba, **env}
     log_path = tmp / f"{module.rsplit('.', 1)[-1]}-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 import pytest
 
+from devtools.localrun import Proc
 from musicrec.v1 import featurizer_pb2, featurizer_pb2_grpc
-from services.common.localrun import Proc
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
 from tests import synth
 from tests.conftest import grpcurl_exe

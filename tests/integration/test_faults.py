@@ -17,12 +17,13 @@ import grpc
 import numpy as np
 import pytest
 
+from devtools.localrun import Proc, free_port, running, start_redis
 from musicrec.v1 import audio_pb2, recommender_pb2, recommender_pb2_grpc
-from services.common.localrun import Proc, free_port, running, start_redis
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.store import current_generation, load_current
 from tests import synth
-from tests.conftest import MODELS_CONFIG, REPORT, ROOT, Catalog, recommender_env
+from tests.conftest import MODELS_CONFIG, REPORT, ROOT
+from tests.integration.conftest import Catalog, recommender_env, write_models_config
 from tests.recommender_calls import Options, by_id, upload
 
 SONG_IDS = [f"{g}-{n:02d}" for g in synth.SYNTH_GENRES for n in range(5)]
@@ -69,7 +70,8 @@ def test_redis_down_at_start_then_up_then_stopped(synthetic_index: Catalog, feat
 
 def test_one_fold_down_still_recommends(synthetic_index: Catalog, featurizer, modelserver, tmp_path) -> None:
     folds = [f"xception_fold{k}" for k in range(4)] + ["xception_fold9"]
-    cl_env = {"TF_SERVING_ADDR": modelserver.address, "CLASSIFIER_MODELS": ",".join(folds)}
+    config = write_models_config(tmp_path / "models.config", folds)
+    cl_env = {"TF_SERVING_ADDR": modelserver.address, "MODEL_CONFIG_FILE": str(config)}
     with (
         running("services.classifier", cl_env, tmp_path) as cl,
         running("services.recommender", recommender_env(synthetic_index, featurizer, cl), tmp_path) as rec,
@@ -84,7 +86,7 @@ def test_one_fold_down_still_recommends(synthetic_index: Catalog, featurizer, mo
 
 def test_model_server_down_is_unavailable_for_uploads_only(synthetic_index: Catalog, featurizer, tmp_path) -> None:
     with (
-        running("services.classifier.modelserver", {"MODEL_CONFIG_FILE": str(MODELS_CONFIG)}, tmp_path) as ms,
+        running("services.modelserver", {"MODEL_CONFIG_FILE": str(MODELS_CONFIG)}, tmp_path) as ms,
         running("services.classifier", {"TF_SERVING_ADDR": ms.address, "PREDICT_TIMEOUT_SECONDS": "3"}, tmp_path) as cl,
         running("services.recommender", recommender_env(synthetic_index, featurizer, cl), tmp_path) as rec,
     ):

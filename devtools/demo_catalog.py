@@ -1,9 +1,9 @@
-"""Write a catalog CSV for a GTZAN-style folder (<root>/<genre>/<file>.wav).
+"""Write a catalog CSV for a folder of <root>/<genre>/<file> clips (GTZAN, regional_mini, ...).
 
 GTZAN carries no titles, artists or dates: the title is the clip name, artist and date are
 left unknown. The CSV holds paths only; the audio stays in ../shared/data.
 
-    python -m services.recommender.demo_catalog --gtzan ../shared/data/gtzan_mini/genres --out var/demo/catalog.csv
+    python -m devtools.demo_catalog --data ../shared/data/gtzan_mini/genres --out var/demo/catalog.csv
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from services.recommender.catalog import CatalogSong, write_catalog
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".au"}
 
 
-def gtzan_catalog(root: Path) -> list[CatalogSong]:
+def folder_catalog(root: Path) -> list[CatalogSong]:
     songs = []
     for path in sorted(p for p in root.glob("*/*") if p.suffix.lower() in AUDIO_SUFFIXES):
         genre = path.parent.name.lower()
@@ -35,12 +35,12 @@ def gtzan_catalog(root: Path) -> list[CatalogSong]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gtzan", type=Path, default=Path("../shared/data/gtzan_mini/genres"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/gtzan_mini/genres"))
     parser.add_argument("--out", type=Path, default=Path("var/demo/catalog.csv"))
     args = parser.parse_args()
-    songs = gtzan_catalog(args.gtzan)
+    songs = folder_catalog(args.data)
     if not songs:
-        raise SystemExit(f"no audio under {args.gtzan} (see ../shared/data/README.md)")
+        raise SystemExit(f"no audio under {args.data} (see ../shared/data/README.md)")
     write_catalog(args.out, songs)
     print(f"wrote {len(songs)} songs to {args.out}")
 

@@ -1,4 +1,8 @@
-"""Read TF Serving's models.config (ModelServerConfig text proto) and find model versions."""
+"""TF Serving's models.config (ModelServerConfig text proto): the one list of fold models.
+
+The model server stand-in serves what it lists, the classifier votes with what it lists, and
+the Kubernetes ConfigMap is made from the same file.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from pathlib import Path
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "models" / "models.config"
 
 
 @dataclass(frozen=True)
@@ -34,10 +40,26 @@ def latest_version(base: Path) -> int:
     return max(versions)
 
 
+def _parse(config_file: Path) -> model_server_config_pb2.ModelServerConfig:
+    try:
+        text = config_file.read_text()
+    except OSError as exc:
+        reason = exc.strerror
+        raise SystemExit(f"models.config {config_file} cannot be read ({reason}): set MODEL_CONFIG_FILE") from None
+    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def model_names(config_file: Path) -> list[str]:
+    """The served model names, in file order: the fold list the classifier votes with."""
+    names = [model.name for model in _parse(config_file).model_config_list.config]
+    if not names:
+        raise SystemExit(f"{config_file} lists no models")
+    return names
+
+
 def read_config(config_file: Path, models_root: Path | None = None) -> list[ModelEntry]:
-    config = text_format.Parse(config_file.read_text(), model_server_config_pb2.ModelServerConfig())
     entries = []
-    for model in config.model_config_list.config:
+    for model in _parse(config_file).model_config_list.config:
         if model.model_platform and model.model_platform != "tensorflow":
             raise ValueError(f"model {model.name}: only model_platform 'tensorflow' is served")
         base = resolve_base_path(model.base_path, config_file.parent, models_root)

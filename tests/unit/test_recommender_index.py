@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
+from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
+from services.recommender.build import KEEP_GENERATIONS, build_generation
 from services.recommender.catalog import CatalogError, read_catalog
-from services.recommender.index import DEFAULT_EF_SEARCH, build_hnsw, exact_search, hnsw_search, normalise_rows
+from services.recommender.index import DEFAULT_EF_SEARCH, GenreIndex, exact_search, normalise_rows
+from services.recommender.routing import Route
 from services.recommender.search import Query, recommend
-from services.recommender.store import (
-    KEEP_GENERATIONS,
-    SongRecord,
-    build_generation,
-    current_generation,
-    load_current,
-)
+from services.recommender.store import SongRecord, current_generation, load_current
 
 DIM = len(FEATURE_NAMES)
 
@@ -29,13 +26,21 @@ def clustered(n: int, dim: int = DIM, clusters: int = 40, seed: int = 0) -> np.n
     return (centres[rng.integers(0, clusters, n)] + rng.standard_normal((n, dim))).astype(np.float32)
 
 
+def build(tmp: Path, songs: list[SongRecord], vectors: np.ndarray) -> int:
+    return build_generation(tmp, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS, progress=False)
+
+
+def routes(*genres: str) -> list[Route]:
+    return [Route(g, 1.0, "requested") for g in genres]
+
+
 def recall_at(k: int, vectors: np.ndarray, queries: np.ndarray, ef: int = DEFAULT_EF_SEARCH) -> float:
-    graph = build_hnsw(vectors, np.arange(len(vectors)))
+    graph = GenreIndex.build(vectors, np.arange(len(vectors)))
     unit = normalise_rows(vectors)
     found = 0
     for q in queries:
         exact, _ = exact_search(unit, q, k)
-        approx = {label for label, _ in hnsw_search(graph, q, k, ef)}
+        approx = {row for row, _ in graph.search(q, k, ef)}
         found += len(approx & set(exact.tolist()))
     return found / (k * len(queries))
 
@@ -50,9 +55,10 @@ def test_hnsw_recall_at_5_against_exact_cosine() -> None:
 
 def test_hnsw_similarity_is_cosine() -> None:
     vectors = clustered(500)
-    graph = build_hnsw(vectors, np.arange(500))
-    (label, sim), *_ = hnsw_search(graph, vectors[3] * 7.0, 3)  # scale does not matter to cosine
-    assert label == 3 and sim == pytest.approx(1.0, abs=1e-5)
+    graph = GenreIndex.build(vectors, np.arange(500))
+    assert graph.count == 500
+    (row, sim), *_ = graph.search(vectors[3] * 7.0, 3)  # scale does not matter to cosine
+    assert row == 3 and sim == pytest.approx(1.0, abs=1e-5)
     rows, sims = exact_search(normalise_rows(vectors), vectors[3], 3)
     assert rows[0] == 3 and sims[0] == pytest.approx(1.0, abs=1e-5)
 
@@ -70,14 +76,23 @@ def test_generations_swap_atomically_and_old_ones_are_pruned(tmp_path: Path) -> 
     songs, vectors = songs_and_vectors()
     assert load_current(tmp_path) is None
     for expected in range(1, KEEP_GENERATIONS + 3):
-        assert build_generation(tmp_path, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, progress=False) == expected
+        assert build(tmp_path, songs, vectors) == expected
         assert current_generation(tmp_path) == expected
     loaded = load_current(tmp_path)
     assert loaded.generation == KEEP_GENERATIONS + 2 and loaded.genres == ["jazz", "rock"]
     assert [s.id for s in loaded.songs] == [s.id for s in songs]
     np.testing.assert_allclose(loaded.standardise(vectors).mean(axis=0), 0.0, atol=1e-4)
     kept = sorted(p.name for p in tmp_path.glob("gen-*"))
-    assert len(kept) == KEEP_GENERATIONS and not list(tmp_path.glob(".*tmp*"))
+    assert len(kept) == KEEP_GENERATIONS and not list(tmp_path.glob(".gen-building-*"))
+
+
+def test_concurrent_builds_publish_distinct_generations(tmp_path: Path) -> None:
+    songs, vectors = songs_and_vectors()
+    with ThreadPoolExecutor(4) as pool:
+        numbers = list(pool.map(lambda _: build(tmp_path, songs, vectors), range(4)))
+    assert sorted(numbers) == [1, 2, 3, 4]
+    assert current_generation(tmp_path) == 4 and load_current(tmp_path).manifest["generation"] == 4
+    assert not list(tmp_path.glob(".gen-building-*"))
 
 
 def test_recommend_rules(tmp_path: Path) -> None:
@@ -86,10 +101,10 @@ def test_recommend_rules(tmp_path: Path) -> None:
     songs[1].title, songs[1].artist = songs[0].title, songs[0].artist
     vectors[1] = vectors[0] + 0.01
     vectors[2] = vectors[5]
-    build_generation(tmp_path, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, progress=False)
+    build(tmp_path, songs, vectors)
     index = load_current(tmp_path)
 
-    hits = recommend(index, Query(vectors[0], ["rock"], k=10, exclude_id="rock-0")).hits
+    hits = recommend(index, Query(vectors[0], routes("rock"), k=10, exclude_id="rock-0")).hits
     ids = [h.song.id for h in hits]
     assert len(ids) == 10 and len(set(ids)) == 10
     assert "rock-0" not in ids and "rock-1" not in ids  # never the query song, nor its duplicate
@@ -99,19 +114,20 @@ def test_recommend_rules(tmp_path: Path) -> None:
     assert sims == sorted(sims, reverse=True)
     assert all(h.reason.startswith("closest in ") for h in hits)
 
-    capped = recommend(index, Query(vectors[0], ["rock"], k=10, max_per_artist=1, exclude_id="rock-0")).hits
+    capped = recommend(index, Query(vectors[0], routes("rock"), k=10, max_per_artist=1, exclude_id="rock-0")).hits
     artists = [h.song.artist for h in capped]
     assert len(artists) == len(set(artists)) == 4  # only four artists exist
 
-    both = recommend(index, Query(vectors[0], ["rock", "jazz"], k=60)).hits
+    both = recommend(index, Query(vectors[0], routes("rock", "jazz"), k=60)).hits
     assert {h.song.genre for h in both} == {"rock", "jazz"} and len(both) == 58  # no query, one of rock-2|5
 
     # an uploaded copy of a catalog song is the query song: left out
-    assert "rock-7" not in [h.song.id for h in recommend(index, Query(vectors[7], ["rock"], k=5)).hits]
+    assert "rock-7" not in [h.song.id for h in recommend(index, Query(vectors[7], routes("rock"), k=5)).hits]
 
-    # a genre with too few songs is filled from the fallback genres, after its own songs
-    filled = recommend(index, Query(vectors[0], ["rock"], k=40, exclude_id="rock-0", fallback=["jazz", "rock"]))
+    # a genre with too few songs is filled from the fill genres, after its own songs
+    filled = recommend(index, Query(vectors[0], routes("rock"), k=40, exclude_id="rock-0", fill=["jazz", "rock"]))
     assert filled.searched == ["rock", "jazz"] and len(filled.hits) == 40
+    assert [r.reason for r in filled.routes] == ["requested", "fill"]
     genres = [h.song.genre for h in filled.hits]
     assert genres == sorted(genres, key=lambda g: g != "rock") and genres.count("rock") == 27
 
@@ -133,12 +149,25 @@ def test_catalog_is_validated(tmp_path: Path) -> None:
             read_catalog(tmp_path / "bad.csv")
 
 
-def test_low_confidence_vote_also_searches_the_runner_up(tmp_path: Path) -> None:
-    from services.recommender.servicer import with_runner_up
-
+def test_routed_genres_are_merged_by_similarity_plus_log_prior(tmp_path: Path) -> None:
     songs, vectors = songs_and_vectors()
-    build_generation(tmp_path, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, progress=False)
+    build(tmp_path, songs, vectors)
     index = load_current(tmp_path)
-    ranking = ["rock", "blues", "jazz"]  # blues is not in this catalog: the next indexed genre is
-    assert with_runner_up("rock", ranking, 3 / 5, 0.8, index) == ["rock", "jazz"]
-    assert with_runner_up("rock", ranking, 4 / 5, 0.8, index) == ["rock"]
+    query = vectors[0] + 0.5
+    even = recommend(index, Query(query, [Route("rock", 0.5, "m"), Route("jazz", 0.5, "m")], k=60)).hits
+    assert [h.similarity for h in even] == sorted((h.similarity for h in even), reverse=True)
+    # an unlikely genre needs a clearly closer song: with jazz at 1e-6 of rock's probability,
+    # every rock song ranks first, whatever the similarities
+    skewed = recommend(index, Query(query, [Route("rock", 1.0, "m"), Route("jazz", 1e-6, "m")], k=60)).hits
+    genres = [h.song.genre for h in skewed]
+    assert genres == sorted(genres, key=lambda g: g != "rock") and "jazz" in genres
+
+
+def test_manifest_carries_the_feature_groups_reasons_use(tmp_path: Path) -> None:
+    songs, vectors = songs_and_vectors()
+    build(tmp_path, songs, vectors)
+    index = load_current(tmp_path)
+    assert index.manifest["feature_groups"] == FEATURE_GROUPS
+    assert sorted(np.concatenate(list(index.groups.values())).tolist()) == list(range(len(FEATURE_NAMES)))
+    hit = recommend(index, Query(vectors[0], routes("rock"), k=1, exclude_id="rock-0")).hits[0]
+    assert any(group in hit.reason for group in FEATURE_GROUPS)

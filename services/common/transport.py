@@ -1,0 +1,101 @@
+"""The one place gRPC channels are made and server ports bound: plaintext or TLS, from the environment.
+
+Every server binds through `bind` and every client dials through `channel` / `sync_channel`,
+so turning on TLS (or mTLS) is configuration, not code:
+
+    TLS_CERT_FILE, TLS_KEY_FILE   this process's certificate chain and key (PEM): the server
+                                  identity, and the client identity for mTLS
+    TLS_CA_FILE                   CA bundle that peers are verified against
+    TLS_REQUIRE_CLIENT_CERT       servers: refuse clients without a certificate from the CA
+    TLS_SERVER_NAME               clients: expected server name, when it differs from the address
+
+Without TLS_CERT_FILE a server listens in plaintext, and says so in its log.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+
+from services.common.config import env_bool, env_int, env_str
+
+MiB = 1024 * 1024
+log = logging.getLogger("transport")
+
+
+def message_limit_bytes() -> int:
+    return env_int("MAX_MESSAGE_MB", 32) * MiB
+
+
+def message_options() -> list[tuple[str, int]]:
+    """The message size limit, the same for servers and the clients that call them."""
+    limit = message_limit_bytes()
+    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+def _read(variable: str) -> bytes | None:
+    path = env_str(variable, "")
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"{variable}={path!r} cannot be read: {exc.strerror}") from None
+
+
+def tls_enabled() -> bool:
+    return bool(env_str("TLS_CERT_FILE", ""))
+
+
+def server_credentials() -> grpc.ServerCredentials | None:
+    """TLS credentials when TLS_CERT_FILE is set (mTLS with TLS_REQUIRE_CLIENT_CERT), else None."""
+    cert, key, ca = _read("TLS_CERT_FILE"), _read("TLS_KEY_FILE"), _read("TLS_CA_FILE")
+    if cert is None:
+        return None
+    if key is None:
+        raise SystemExit("TLS_CERT_FILE is set but TLS_KEY_FILE is not: both are needed to serve TLS")
+    require = env_bool("TLS_REQUIRE_CLIENT_CERT", False)
+    if require and ca is None:
+        raise SystemExit("TLS_REQUIRE_CLIENT_CERT needs TLS_CA_FILE to verify client certificates against")
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=require)
+
+
+def bind(server: grpc.Server | grpc.aio.Server, address: str) -> int:
+    """Add the listening port (TLS or plaintext); the bound port, 0 when it failed."""
+    credentials = server_credentials()
+    if credentials is None:
+        log.info("serving plaintext (set TLS_CERT_FILE and TLS_KEY_FILE for TLS)", extra={"address": address})
+        return server.add_insecure_port(address)
+    required = env_bool("TLS_REQUIRE_CLIENT_CERT", False)
+    log.info("serving TLS", extra={"address": address, "client_cert_required": required})
+    return server.add_secure_port(address, credentials)
+
+
+def _client_setup() -> tuple[grpc.ChannelCredentials | None, list[tuple[str, object]]]:
+    options: list[tuple[str, object]] = list(message_options())
+    ca = _read("TLS_CA_FILE")
+    if ca is None and not tls_enabled():
+        return None, options
+    cert, key = _read("TLS_CERT_FILE"), _read("TLS_KEY_FILE")
+    name = env_str("TLS_SERVER_NAME", "")
+    if name:
+        options.append(("grpc.ssl_target_name_override", name))
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert), options
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    """An asyncio channel to another service (create it inside the running event loop)."""
+    credentials, options = _client_setup()
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, credentials, options=options)
+
+
+def sync_channel(address: str) -> grpc.Channel:
+    """A blocking channel (command-line tools, ingestion, tests)."""
+    credentials, options = _client_setup()
+    if credentials is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, credentials, options=options)

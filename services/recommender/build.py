@@ -1,0 +1,92 @@
+"""Index generations, the build side (ingestion only): standardise, one graph per genre,
+publish atomically. Serving never imports this module (nor sklearn, nor tqdm)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from sklearn.preprocessing import StandardScaler
+from tqdm import tqdm
+
+from services.recommender.index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, GenreIndex
+from services.recommender.store import CURRENT, SongRecord, current_generation, generation_name
+
+KEEP_GENERATIONS = 3
+
+
+def _next_generation(index_dir: Path) -> int:
+    numbers = [int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit()]
+    return max([*numbers, current_generation(index_dir) or 0]) + 1
+
+
+def build_generation(
+    index_dir: Path,
+    songs: list[SongRecord],
+    raw: np.ndarray,
+    schema_version: str,
+    feature_names: list[str],
+    feature_groups: dict[str, list[str]],
+    source: str = "",
+    m: int = DEFAULT_M,
+    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+    progress: bool = True,
+) -> int:
+    """Standardise, build one cosine graph per genre, persist, and swap CURRENT to it.
+
+    Builds may run at once (two ingestions, a test): each builds in its own hidden folder,
+    and only the short publish step (number, rename, CURRENT) holds a lock on the folder."""
+    if len(songs) != len(raw) or not len(songs):
+        raise ValueError(f"need one vector per song ({len(songs)} songs, {len(raw)} vectors)")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".gen-building-", dir=index_dir))
+
+    raw = np.asarray(raw, dtype=np.float32)
+    scaler = StandardScaler().fit(raw)
+    standardised = scaler.transform(raw).astype(np.float32)
+    genres = sorted({s.genre for s in songs})
+    files = {}
+    for number, genre in enumerate(tqdm(genres, desc="indexing genres", unit="genre", disable=not progress)):
+        rows = np.array([i for i, s in enumerate(songs) if s.genre == genre], dtype=np.int64)
+        graph = GenreIndex.build(standardised[rows], rows, m=m, ef_construction=ef_construction)
+        files[genre] = {"file": f"hnsw-{number:02d}.bin", "count": len(rows)}
+        graph.save(tmp / files[genre]["file"])
+    np.save(tmp / "raw.npy", raw)
+    np.savez(tmp / "scaler.npz", mean=scaler.mean_, scale=scaler.scale_)
+    (tmp / "songs.json").write_text(json.dumps([asdict(s) for s in songs]))
+    manifest = {
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "schema_version": schema_version,
+        "feature_names": list(feature_names),
+        "feature_groups": {group: list(names) for group, names in feature_groups.items()},
+        "songs": len(songs),
+        "genres": files,
+        "hnsw": {"space": "cosine", "M": m, "ef_construction": ef_construction},
+        "source": source,
+    }
+    with open(index_dir / ".publish.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        generation = _next_generation(index_dir)
+        name = generation_name(generation)
+        (tmp / "manifest.json").write_text(json.dumps({"generation": generation, **manifest}, indent=2))
+        os.rename(tmp, index_dir / name)
+        pointer = index_dir / f".{CURRENT}.tmp-{os.getpid()}"
+        pointer.write_text(name + "\n")
+        os.replace(pointer, index_dir / CURRENT)
+        _prune(index_dir, generation)
+    return generation
+
+
+def _prune(index_dir: Path, newest: int) -> None:
+    """Keep the last few generations: a server may still be loading the previous one."""
+    for path in index_dir.glob("gen-*"):
+        number = path.name[4:]
+        if number.isdigit() and int(number) <= newest - KEEP_GENERATIONS:
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,74 @@
+"""The training recipe's pieces: artist-aware splits, padding never seen, tiling, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.augment import Recipe, balanced_songs, epoch_batch
+from training.calibrate import calibrated, fit_temperature, reliability
+from training.data import valid_frames
+from training.splits import grouped_folds, holdout_split
+
+
+def test_holdout_and_folds_never_split_a_group() -> None:
+    labels = np.repeat(np.arange(3), 12)
+    groups = np.concatenate([np.repeat(np.arange(g * 10, g * 10 + 4), 3) for g in range(3)])  # 4 blocks of 3
+    rest, held = holdout_split(labels, groups, 0.25, seed=1)
+    assert set(groups[rest]).isdisjoint(groups[held]) and len(held) == 9  # one block of 3 per genre
+    assert sorted(np.bincount(labels[held])) == [3, 3, 3]
+    for train, val in grouped_folds(labels[rest], groups[rest], 3, seed=1):
+        assert set(groups[rest][train]).isdisjoint(groups[rest][val])
+
+
+def test_a_genre_that_is_one_big_block_keeps_it_for_training() -> None:
+    labels = np.array([0] * 10 + [0, 0, 0] + [1] * 13)
+    groups = np.array([0] * 10 + [1, 2, 3] + list(range(10, 23)))
+    rest, held = holdout_split(labels, groups, 0.2, seed=0)
+    assert not (set(held) & set(range(10)))  # the 10-clip block is never held out whole
+
+
+def test_padding_is_found_and_never_cropped() -> None:
+    mel = np.full((128, 938), -80.0, np.float32)
+    mel[:, :469] = np.random.default_rng(0).uniform(-60, 0, (128, 469))
+    assert valid_frames(mel) == 469
+    rng = np.random.default_rng(0)
+    x, y = epoch_batch(mel[None].repeat(4, 0), np.array([469] * 4), np.array([0, 0, 1, 1]), 2, Recipe(), rng)
+    assert x.shape == (16, 128, 256, 1) and y.shape == (16, 2)
+    assert np.allclose(y.sum(1), 1.0)
+    # mixup blends clips, masks fill with the crop mean: a crop is never mostly the -80 dB floor
+    assert (x[..., 0] <= 1e-6).mean(axis=(1, 2)).max() < 0.2
+
+
+def test_inference_tiles_only_the_valid_frames() -> None:
+    from training.tiling import tiled_crops, tf
+
+    batch = np.full((3, 128, 938), -80.0, np.float32)
+    batch[0] = np.random.default_rng(1).uniform(-70, 0, (128, 938))
+    batch[1, :, :469] = -20.0
+    batch[2, :, :100] = -30.0
+    crops, weights = tiled_crops(tf.constant(batch))
+    assert crops.shape == (3, 4, 128, 256)
+    assert weights.numpy().tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]]
+    used = crops.numpy()
+    assert (used[1, :2] == -20.0).all() and (used[2, 0] == -30.0).all()  # short clips repeat, never pad
+
+
+def test_class_balanced_sampling() -> None:
+    labels = np.array([0] * 90 + [1] * 10)
+    drawn = labels[balanced_songs(labels, 20_000, np.random.default_rng(0))]
+    assert abs(drawn.mean() - 0.5) < 0.02
+
+
+def test_temperature_scaling_fixes_overconfidence() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 2000)
+    logits = rng.normal(0, 1, (2000, 4))
+    logits[np.arange(2000), labels] += 1.0
+    overconfident = logits * 4
+    t = fit_temperature(overconfident, labels)
+    assert t == pytest.approx(4.0, rel=0.25)
+    before = calibrated(overconfident, 1.0)
+    after = calibrated(overconfident, t)
+    ece = lambda p: reliability(p.max(1), p.argmax(1) == labels)["ece"]  # noqa: E731
+    assert ece(after) < 0.05 < ece(before)

@@ -1,0 +1,282 @@
+"""The evaluation report of the shipped fold models (or any trained set).
+
+    python -m training.evaluate [--models models] [--out reports]
+
+Reads <models>/training.json (splits, fold figures), runs every fold's exported SavedModel on
+the artist-aware hold-out and writes <out>/evaluation.json with: per-fold validation accuracy
+(mean, std), hold-out vote accuracy and balanced accuracy with 95 % bootstrap intervals, the
+features-only baseline on the same split, per-class ROC AUC / sensitivity / specificity,
+calibration (ECE before and after temperature scaling, accuracy of unanimous and split
+votes), the routing table (genre-consistency@5 of each strategy), and, when
+training/compare.py has run, the architecture table and the learning curve. Plots:
+confusion.png, roc.png, reliability.png, learning_curve.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import auc, confusion_matrix, roc_auc_score, roc_curve
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler, label_binarize
+
+from services.classifier.voting import Ballot, tally
+from services.common.modelconfig import latest_version
+from services.recommender.routing import RoutingPolicy, Vote
+from training import data
+from training.calibrate import calibrated, reliability
+from training.routing_eval import CatalogClips, compare
+from training.stats import accuracy, balanced_accuracy, fmt, with_ci
+from training.train import CACHE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def predict_folds(models_dir: Path, names: list[str], mels: np.ndarray) -> np.ndarray:
+    """[folds, clips, genres] calibrated probabilities from each exported SavedModel."""
+    from training.tiling import tf
+
+    out = []
+    for name in names:
+        version = latest_version(models_dir / name)
+        fn = tf.saved_model.load(str(models_dir / name / str(version))).signatures["serving_default"]
+        batches = [fn(log_mel=tf.constant(mels[i : i + 8]))["probabilities"].numpy() for i in range(0, len(mels), 8)]
+        out.append(np.concatenate(batches))
+    return np.stack(out)
+
+
+def features_baseline(train: data.Dataset, test: data.Dataset) -> np.ndarray:
+    """A regularised logistic regression on the hand-crafted vector, same split: predictions."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
+    return model.fit(train.vectors, train.labels).predict(test.vectors)
+
+
+def per_class(genres: list[str], cm: np.ndarray, onehot: np.ndarray, score: np.ndarray) -> dict:
+    out = {}
+    for c, genre in enumerate(genres):
+        tp = cm[c, c]
+        fn, fp = cm[c].sum() - tp, cm[:, c].sum() - tp
+        tn = cm.sum() - tp - fn - fp
+        present = 0 < onehot[:, c].sum() < len(onehot)
+        out[genre] = {
+            "roc_auc": float(roc_auc_score(onehot[:, c], score[:, c])) if present else None,
+            "sensitivity": float(tp / (tp + fn)) if tp + fn else None,
+            "specificity": float(tn / (tn + fp)) if tn + fp else None,
+            "support": int(onehot[:, c].sum()),
+        }
+    return out
+
+
+def calibration(record: dict, probs: np.ndarray, votes, y_true: np.ndarray, genres: list[str]) -> dict:
+    """ECE of the folds on their own validation folds (before/after T) and of the served
+    ensemble on the hold-out; how often unanimous and split votes are right."""
+    before, after = [], []
+    paths_to_label = {}
+    for fold in record["folds"]:
+        logits = np.array(fold["validation_logits"])
+        labels = np.array([genres.index(Path(p).parent.name) for p in fold["validation"]])
+        for p, label in zip(fold["validation"], labels, strict=True):
+            paths_to_label[p] = label
+        raw = calibrated(logits, 1.0)
+        scaled = calibrated(logits, fold["temperature"])
+        before.append(reliability(raw.max(1), raw.argmax(1) == labels)["ece"])
+        after.append(reliability(scaled.max(1), scaled.argmax(1) == labels)["ece"])
+    ensemble = probs.mean(axis=0)
+    vote_idx = np.array([genres.index(v.genre) for v in votes])
+    correct = vote_idx == y_true
+    unanimous = np.array([v.votes == v.voters for v in votes])
+    share = np.array([v.votes / v.voters for v in votes])
+    return {
+        "fold_validation_ece_before_temperature": float(np.mean(before)),
+        "fold_validation_ece_after_temperature": float(np.mean(after)),
+        "temperatures": [f["temperature"] for f in record["folds"]],
+        "holdout_ensemble": reliability(ensemble.max(1), ensemble.argmax(1) == y_true),
+        "holdout_vote_share": reliability(share, correct),
+        "unanimous_votes": {"count": int(unanimous.sum()), "accuracy": accuracy(correct[unanimous], True)},
+        "split_votes": {"count": int((~unanimous).sum()), "accuracy": accuracy(correct[~unanimous], True)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=Path, default=ROOT / "models")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    args = parser.parse_args()
+    record = json.loads((args.models / "training.json").read_text())
+    genres, names = record["genres"], [f["model"] for f in record["folds"]]
+    holdout_paths = record["holdout"]
+    train_paths = [p for f in record["folds"] for p in f["validation"]]  # every fold clip once
+    missing = [p for p in holdout_paths + train_paths if not Path(p).exists()]
+    if missing:
+        raise SystemExit(f"audio missing (e.g. {missing[0]}): is ../shared/data beside the project?")
+    items = lambda paths: [(Path(p), Path(p).parent.name) for p in paths]  # noqa: E731
+    holdout = data.load(items(holdout_paths), CACHE, genres)
+    train = data.load(items(train_paths), CACHE, genres)
+
+    probs = predict_folds(args.models, names, holdout.mels)
+    votes = [tally(genres, [Ballot(n, probs[k, i]) for k, n in enumerate(names)]) for i in range(len(holdout_paths))]
+    y_true = holdout.labels
+    y_pred = np.array([genres.index(v.genre) for v in votes])
+    y_base = features_baseline(train, holdout)
+    ensemble = probs.mean(axis=0)
+    onehot = label_binarize(y_true, classes=range(len(genres)))
+    cm = confusion_matrix(y_true, y_pred, labels=range(len(genres)))
+    classes = per_class(genres, cm, onehot, ensemble)
+    aucs = [v["roc_auc"] for v in classes.values() if v["roc_auc"] is not None]
+    val = [f["val_accuracy"] for f in record["folds"]]
+
+    policy = RoutingPolicy()
+    routing_votes = [
+        Vote([r[0] for r in v.ranking], {r[0]: r[3] for r in v.ranking}, v.votes / v.voters) for v in votes
+    ]
+    catalog = CatalogClips([Path(p).stem for p in train.paths], [genres[i] for i in train.labels], train.vectors)
+    routing = compare(catalog, holdout.vectors, [genres[i] for i in y_true], routing_votes, policy)
+    vote_right = y_pred == y_true
+    for result in routing.values():
+        per_query = np.array(result.pop("per_query"))
+        result["when_vote_right"] = float(per_query[vote_right].mean()) if vote_right.any() else None
+        result["when_vote_wrong"] = float(per_query[~vote_right].mean()) if (~vote_right).any() else None
+
+    report = {
+        "arch": record["arch"],
+        "genres": genres,
+        "split": {"holdout_clips": len(holdout_paths), "fold_clips": len(train_paths),
+                  "grouping": f"GTZAN id blocks of {data.ID_BLOCK} per genre; content duplicates dropped first",
+                  "duplicates_dropped": record.get("duplicates_dropped", [])},
+        "fold_val_accuracy": val,
+        "fold_val_accuracy_mean": float(np.mean(val)),
+        "fold_val_accuracy_std": float(np.std(val)),
+        "holdout_vote_accuracy": with_ci(accuracy, y_true, y_pred),
+        "holdout_vote_balanced_accuracy": with_ci(balanced_accuracy, y_true, y_pred),
+        "holdout_fold_accuracy": [accuracy(y_true, probs[k].argmax(1)) for k in range(len(names))],
+        "features_baseline": {
+            "model": "StandardScaler + LogisticRegression(C=0.1) on the 57 features, trained on the fold clips",
+            "accuracy": with_ci(accuracy, y_true, y_base),
+            "balanced_accuracy": with_ci(balanced_accuracy, y_true, y_base),
+        },
+        "macro_roc_auc": float(np.mean(aucs)) if aucs else None,
+        "per_class": classes,
+        "confusion_matrix": {"labels": genres, "rows_true_cols_predicted": cm.tolist()},
+        "calibration": calibration(record, probs, votes, y_true, genres),
+        "routing": {"policy": {"mass": policy.mass, "runner_up_below": policy.runner_up_below,
+                               "prior_weight": policy.prior_weight}, "strategies": routing},
+    }
+    for extra in ("architectures", "learning_curve"):
+        path = args.out / f"{extra}.json"
+        if path.exists():
+            report[extra] = json.loads(path.read_text())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "evaluation.json").write_text(json.dumps(report, indent=1))
+    plot_roc(args.out / "roc.png", genres, onehot, ensemble)
+    plot_confusion(args.out / "confusion.png", genres, cm)
+    plot_reliability(args.out / "reliability.png", report["calibration"])
+    if "learning_curve" in report:
+        plot_learning_curve(args.out / "learning_curve.png", report["learning_curve"])
+    print_report(report)
+
+
+def print_report(r: dict) -> None:
+    cal = r["calibration"]
+    print(f"arch {r['arch']}; hold-out {r['split']['holdout_clips']} clips (artist-aware), "
+          f"folds over {r['split']['fold_clips']}")
+    print(f"fold validation accuracy    {r['fold_val_accuracy_mean']:.3f} ± {r['fold_val_accuracy_std']:.3f}")
+    print(f"hold-out vote accuracy      {fmt(r['holdout_vote_accuracy'])}")
+    print(f"hold-out balanced accuracy  {fmt(r['holdout_vote_balanced_accuracy'])}")
+    print(f"features-only baseline      {fmt(r['features_baseline']['balanced_accuracy'])} (balanced)")
+    print(f"macro ROC AUC               {r['macro_roc_auc']:.3f}")
+    print(f"ECE on validation folds     {cal['fold_validation_ece_before_temperature']:.3f} -> "
+          f"{cal['fold_validation_ece_after_temperature']:.3f} with temperature scaling; "
+          f"hold-out ensemble ECE {cal['holdout_ensemble']['ece']:.3f}")
+    print(f"unanimous votes right       {cal['unanimous_votes']['accuracy']:.2f} of {cal['unanimous_votes']['count']}; "
+          f"split votes {cal['split_votes']['accuracy']:.2f} of {cal['split_votes']['count']}")
+    print("routing (genre-consistency@5 on the hold-out):")
+    for name, v in r["routing"]["strategies"].items():
+        print(f"  {name:<10} {v['consistency_at_k']:.3f}  ({v['mean_genres_searched']:.1f} genres per query)")
+    print(f"{'genre':<10} {'AUC':>6} {'sens':>6} {'spec':>6} {'n':>3}")
+    for g, v in r["per_class"].items():
+        show = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+        cells = [show(v["roc_auc"]), show(v["sensitivity"]), show(v["specificity"])]
+        print(f"{g:<10} " + " ".join(f"{c:>6}" for c in cells) + f" {v['support']:>3}")
+    if "architectures" in r:
+        print("architectures (5 grouped folds, validation accuracy %):")
+        for row in r["architectures"]["rows"]:
+            print(f"  {row['arch']:<15} {100 * row['fold_val_mean']:6.2f} ± {100 * row['fold_val_std']:.2f}  "
+                  f"hold-out vote {100 * row['holdout_vote_accuracy']:.1f}  params {row['params']:,}")
+
+
+def plot_roc(path: Path, genres: list[str], onehot: np.ndarray, score: np.ndarray) -> None:
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for c, genre in enumerate(genres):
+        if 0 < onehot[:, c].sum() < len(onehot):
+            fpr, tpr, _ = roc_curve(onehot[:, c], score[:, c])
+            ax.plot(fpr, tpr, label=f"{genre} (AUC {auc(fpr, tpr):.2f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC per genre (hold-out, ensemble)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_confusion(path: Path, genres: list[str], cm: np.ndarray) -> None:
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(genres)), genres, rotation=45, ha="right")
+    ax.set_yticks(range(len(genres)), genres)
+    for i in range(len(genres)):
+        for j in range(len(genres)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (hold-out, majority vote)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_reliability(path: Path, cal: dict) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, key, title in [(axes[0], "holdout_ensemble", "ensemble probability (top genre)"),
+                           (axes[1], "holdout_vote_share", "vote share")]:
+        bins = cal[key]["bins"]
+        centres = [(b["low"] + b["high"]) / 2 for b in bins]
+        ax.bar(centres, [b["accuracy"] for b in bins], width=0.09, alpha=0.7, label="accuracy")
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="C1", label="bin mean")
+        for c, b in zip(centres, bins, strict=True):
+            ax.text(c, 0.02, str(b["count"]), ha="center", fontsize=8)
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=title, ylabel="share right",
+               title=f"Hold-out: {title} (ECE {cal[key]['ece']:.3f})")
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_learning_curve(path: Path, curve: dict) -> None:
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for series in curve["series"]:
+        x = [p["clips_per_genre"] for p in series["points"]]
+        y = [p["balanced_accuracy"]["value"] for p in series["points"]]
+        lo = [p["balanced_accuracy"]["ci_low"] for p in series["points"]]
+        hi = [p["balanced_accuracy"]["ci_high"] for p in series["points"]]
+        ax.plot(x, y, "o-", label=series["name"])
+        ax.fill_between(x, lo, hi, alpha=0.15)
+    ax.axhline(0.75, color="k", ls=":", lw=0.8, label="target 0.75")
+    ax.axhline(0.1, color="grey", ls="--", lw=0.8, label="chance")
+    ax.set(xlabel="training clips per genre (mean)", ylabel="hold-out balanced accuracy", ylim=(0, 1),
+           title="Learning curve (artist-aware hold-out, 95 % bootstrap bands)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
