@@ -70,11 +70,11 @@ demo: setup ## everything up on loopback, the demo catalog indexed, top-5 tables
 	$(NUMBA) $(PYTHON) -m scripts.demo
 
 bench: setup ## benchmarks: fused vs naive featurizer; recommender latency, HNSW vs exact
-	$(PYTHON) -m bench.featurize
-	$(PYTHON) -m bench.recommend
+	$(NUMBA) $(PYTHON) -m bench.featurize
+	$(NUMBA) $(PYTHON) -m bench.recommend
 
 bench-recommend: setup ## recommender only: p50/p99/rps by id, HNSW vs exact at 100k and 1M
-	$(PYTHON) -m bench.recommend
+	$(NUMBA) $(PYTHON) -m bench.recommend
 
 train: setup ## retrain the five fold models (DATA, NAME, MODELS), then evaluate them into REPORTS
 	$(NUMBA) $(PYTHON) -m training.train --data $(DATA) --name $(NAME) --out $(MODELS)

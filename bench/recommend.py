@@ -23,9 +23,11 @@ import numpy as np
 
 from devtools.localrun import free_port, running, start_redis
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
-from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
-from services.recommender.index import DEFAULT_EF_SEARCH, build_hnsw, exact_search, hnsw_search, normalise_rows
-from services.recommender.store import SongRecord, build_generation
+from services.common.transport import sync_channel
+from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
+from services.recommender.build import build_generation
+from services.recommender.index import DEFAULT_EF_SEARCH, GenreIndex, exact_search, normalise_rows
+from services.recommender.store import SongRecord
 
 DIM = len(FEATURE_NAMES)
 
@@ -46,7 +48,8 @@ def synthetic_catalog(index_dir: Path, songs: int) -> list[str]:
         SongRecord(f"song-{i}", f"Song {i}", f"Artist {i % 997}", "2020-01-01", genres[i % 10], genres[i % 10], 1.0)
         for i in range(songs)
     ]
-    build_generation(index_dir, records, clustered(songs, 1), SCHEMA_VERSION, FEATURE_NAMES, progress=False)
+    vectors = clustered(songs, 1)
+    build_generation(index_dir, records, vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS, progress=False)
     return [r.id for r in records]
 
 
@@ -58,7 +61,7 @@ def load(address: str, ids: list[str], seconds: float, clients: int) -> tuple[li
     def client(seed: int) -> None:
         nonlocal errors
         rng = random.Random(seed)
-        with grpc.insecure_channel(address) as channel:
+        with sync_channel(address) as channel:
             stub = recommender_pb2_grpc.RecommenderServiceStub(channel)
             while time.monotonic() < deadline:
                 request = recommender_pb2.RecommendByIdRequest(song_id=rng.choice(ids))
@@ -93,7 +96,7 @@ def loopback(songs: int, seconds: float, clients: int) -> None:
         for label, url in runs:
             with running("services.recommender", {**base, "REDIS_URL": url}, tmp) as rec:
                 if url != "off":
-                    with grpc.insecure_channel(rec.address) as channel:
+                    with sync_channel(rec.address) as channel:
                         stub = recommender_pb2_grpc.RecommenderServiceStub(channel)
                         for song_id in hot:
                             stub.RecommendById(recommender_pb2.RecommendByIdRequest(song_id=song_id), timeout=10)
@@ -117,12 +120,12 @@ def knn(sizes: list[int], queries: int, k: int = 5) -> None:
     for n in sizes:
         vectors = clustered(n, 2)
         started = time.perf_counter()
-        graph = build_hnsw(vectors, np.arange(n))
+        graph = GenreIndex.build(vectors, np.arange(n))
         build_s = time.perf_counter() - started
         unit = normalise_rows(vectors)
         del vectors
         started = time.perf_counter()
-        approx = [{label for label, _ in hnsw_search(graph, x, k)} for x in q]
+        approx = [{row for row, _ in graph.search(x, k)} for x in q]
         hnsw_ms = (time.perf_counter() - started) * 1e3 / queries
         started = time.perf_counter()
         exact = [set(exact_search(unit, x, k)[0].tolist()) for x in q]
