@@ -33,7 +33,7 @@ from services.common.modelconfig import latest_version
 from services.recommender.routing import RoutingPolicy, Vote
 from training import data
 from training.calibrate import calibrated, reliability
-from training.routing_eval import CatalogClips, compare
+from training.routing_eval import CatalogClips, CatalogIndex, Queries, compare, tune_mass
 from training.stats import accuracy, balanced_accuracy, fmt, with_ci
 from training.train import CACHE
 
@@ -105,6 +105,27 @@ def calibration(record: dict, probs: np.ndarray, votes, y_true: np.ndarray, genr
     }
 
 
+def out_of_fold_pairs(record: dict, train: data.Dataset, genres: list[str]) -> list[tuple[CatalogIndex, Queries]]:
+    """Per fold: a catalog of the other folds' clips, and the fold's validation clips as queries
+    with the calibrated prediction of the fold model that did not train on them
+    (train.paths lists the folds' validation clips in fold order)."""
+    pairs, start = [], 0
+    for fold in record["folds"]:
+        n = len(fold["validation"])
+        inside = np.zeros(len(train.paths), bool)
+        inside[start : start + n] = True
+        start += n
+        catalog = CatalogClips([Path(p).stem for p in np.array(train.paths)[~inside]],
+                               [genres[i] for i in train.labels[~inside]], train.vectors[~inside])
+        votes = []
+        for p in calibrated(np.array(fold["validation_logits"]), fold["temperature"]):
+            ranking = [genres[i] for i in np.argsort(-p)]
+            votes.append(Vote(ranking, {g: float(p[genres.index(g)]) for g in ranking}, 1.0))
+        queries = Queries(train.vectors[inside], [genres[i] for i in train.labels[inside]], votes)
+        pairs.append((CatalogIndex(catalog), queries))
+    return pairs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=ROOT / "models")
@@ -133,12 +154,16 @@ def main() -> None:
     aucs = [v["roc_auc"] for v in classes.values() if v["roc_auc"] is not None]
     val = [f["val_accuracy"] for f in record["folds"]]
 
-    policy = RoutingPolicy()
+    catalog = CatalogIndex(
+        CatalogClips([Path(p).stem for p in train.paths], [genres[i] for i in train.labels], train.vectors)
+    )
+    tuning = tune_mass(out_of_fold_pairs(record, train, genres))
+    policy = RoutingPolicy(mass=tuning["best"]["mass"], prior_weight=tuning["best"]["prior_weight"])
     routing_votes = [
         Vote([r[0] for r in v.ranking], {r[0]: r[3] for r in v.ranking}, v.votes / v.voters) for v in votes
     ]
-    catalog = CatalogClips([Path(p).stem for p in train.paths], [genres[i] for i in train.labels], train.vectors)
-    routing = compare(catalog, holdout.vectors, [genres[i] for i in y_true], routing_votes, policy)
+    held_queries = Queries(holdout.vectors, [genres[i] for i in y_true], routing_votes)
+    routing = compare(catalog, held_queries, policy)
     vote_right = y_pred == y_true
     for result in routing.values():
         per_query = np.array(result.pop("per_query"))
@@ -166,8 +191,15 @@ def main() -> None:
         "per_class": classes,
         "confusion_matrix": {"labels": genres, "rows_true_cols_predicted": cm.tolist()},
         "calibration": calibration(record, probs, votes, y_true, genres),
-        "routing": {"policy": {"mass": policy.mass, "runner_up_below": policy.runner_up_below,
-                               "prior_weight": policy.prior_weight}, "strategies": routing},
+        "routing": {
+            "protocol": "catalog = the fold clips (true genres); queries = the hold-out clips routed from the "
+                        "shipped models' calibrated vote; mass settings tuned on out-of-fold predictions of the "
+                        "fold clips (each clip queried against the others), never on the hold-out",
+            "tuning_out_of_fold": tuning,
+            "policy": {"mass": policy.mass, "runner_up_below": policy.runner_up_below,
+                       "prior_weight": policy.prior_weight},
+            "strategies": routing,
+        },
     }
     for extra in ("architectures", "learning_curve"):
         path = args.out / f"{extra}.json"
@@ -197,6 +229,10 @@ def print_report(r: dict) -> None:
           f"hold-out ensemble ECE {cal['holdout_ensemble']['ece']:.3f}")
     print(f"unanimous votes right       {cal['unanimous_votes']['accuracy']:.2f} of {cal['unanimous_votes']['count']}; "
           f"split votes {cal['split_votes']['accuracy']:.2f} of {cal['split_votes']['count']}")
+    tuned = r["routing"]["tuning_out_of_fold"]
+    print(f"routing tuned out of fold: best mass {tuned['best']['mass']}, prior weight "
+          f"{tuned['best']['prior_weight']}: {tuned['best']['consistency_at_k']:.3f} vs hard vote "
+          f"{tuned['vote_consistency_at_k']:.3f}")
     print("routing (genre-consistency@5 on the hold-out):")
     for name, v in r["routing"]["strategies"].items():
         print(f"  {name:<10} {v['consistency_at_k']:.3f}  ({v['mean_genres_searched']:.1f} genres per query)")

@@ -27,29 +27,63 @@ class CatalogClips:
     vectors: np.ndarray
 
 
-def consistency(catalog: CatalogClips, queries: np.ndarray, truths: list[str], votes: list[Vote],
-                policy: RoutingPolicy, k: int = 5) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
+@dataclass
+class Queries:
+    vectors: np.ndarray
+    truths: list[str]
+    votes: list[Vote]
+    ids: list[str] | None = None  # catalog ids of the queries, when they are catalog songs (left out)
+
+
+class CatalogIndex:
+    """The catalog clips as one index generation, built and loaded by the service's own code."""
+
+    def __init__(self, catalog: CatalogClips) -> None:
+        self._tmp = tempfile.TemporaryDirectory()
         songs = [SongRecord(i, i, "", "", g) for i, g in zip(catalog.ids, catalog.genres, strict=True)]
-        build_generation(Path(tmp), songs, catalog.vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS,
-                         progress=False)
-        index = load_current(Path(tmp))
-        assert index is not None
+        build_generation(Path(self._tmp.name), songs, catalog.vectors, SCHEMA_VERSION, FEATURE_NAMES,
+                         FEATURE_GROUPS, progress=False)
+        self.index = load_current(Path(self._tmp.name))
+
+    def consistency(self, queries: Queries, policy: RoutingPolicy, k: int = 5) -> dict:
         shares, searched = [], []
-        for raw, truth, vote in zip(queries, truths, votes, strict=True):
-            routes = policy.for_vote(vote, index.genres)
-            result = recommend(index, Query(raw, routes, k, policy=policy, fill=index.genres))
+        ids = queries.ids or [""] * len(queries.truths)
+        for raw, truth, vote, song_id in zip(queries.vectors, queries.truths, queries.votes, ids, strict=True):
+            routes = policy.for_vote(vote, self.index.genres)
+            query = Query(raw, routes, k, exclude_id=song_id, policy=policy, fill=self.index.genres)
+            result = recommend(self.index, query)
             shares.append(np.mean([h.song.genre == truth for h in result.hits]))
             searched.append(len(routes))
-    return {"consistency_at_k": float(np.mean(shares)), "k": k, "mean_genres_searched": float(np.mean(searched)),
-            "per_query": [float(x) for x in shares]}
+        return {"consistency_at_k": float(np.mean(shares)), "k": k,
+                "mean_genres_searched": float(np.mean(searched)), "per_query": [float(x) for x in shares]}
 
 
-def compare(catalog: CatalogClips, queries: np.ndarray, truths: list[str], votes: list[Vote],
-            base: RoutingPolicy) -> dict[str, dict]:
+def compare(index: CatalogIndex, queries: Queries, base: RoutingPolicy) -> dict[str, dict]:
     """Every strategy with the same thresholds."""
     return {
-        s: consistency(catalog, queries, truths, votes,
-                       RoutingPolicy(s, base.mass, base.runner_up_below, base.prior_weight))
+        s: index.consistency(queries, RoutingPolicy(s, base.mass, base.runner_up_below, base.prior_weight))
         for s in STRATEGIES
     }
+
+
+def tune_mass(
+    pairs: list[tuple[CatalogIndex, Queries]], masses=(0.5, 0.8, 0.95), weights=(0.05, 0.1, 0.3, 1.0)
+) -> dict:
+    """Probability-mass settings on tuning pairs, never on the hold-out: each fold's validation
+    clips (with that fold model's out-of-fold prediction) queried against the other folds' clips,
+    so no query finds its own artist block in the catalog."""
+
+    def mean_over_pairs(policy: RoutingPolicy, key: str) -> float:
+        results = [(index.consistency(q, policy)[key], len(q.truths)) for index, q in pairs]
+        return sum(v * n for v, n in results) / sum(n for _, n in results)
+
+    rows = []
+    for mass in masses:
+        for weight in weights:
+            policy = RoutingPolicy("mass", mass=mass, prior_weight=weight)
+            rows.append({"mass": mass, "prior_weight": weight,
+                         "consistency_at_k": mean_over_pairs(policy, "consistency_at_k"),
+                         "mean_genres_searched": mean_over_pairs(policy, "mean_genres_searched")})
+    vote = mean_over_pairs(RoutingPolicy("vote"), "consistency_at_k")
+    best = max(rows, key=lambda r: (r["consistency_at_k"], -r["mean_genres_searched"]))
+    return {"grid": rows, "vote_consistency_at_k": vote, "best": best}

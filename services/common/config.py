@@ -37,3 +37,21 @@ def env_bool(name: str, default: bool) -> bool:
     if raw is None or raw == "":
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_file(name: str) -> bytes | None:
+    """The bytes of the file the variable names (a mounted Secret, a certificate), or None when unset."""
+    path = os.environ.get(name, "")
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise SystemExit(f"{name}={path!r} cannot be read: {exc.strerror}") from None
+
+
+def read_secret(name: str) -> bytes | None:
+    """A secret from the file the variable names, without trailing white space."""
+    value = env_file(name)
+    return value.strip() if value is not None else None

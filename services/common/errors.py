@@ -37,3 +37,13 @@ def exhausted(message: str) -> ServiceError:
 
 def unavailable(message: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.UNAVAILABLE, message)
+
+
+ECHO_LIMIT = 200
+
+
+def quoted(text: str, limit: int = ECHO_LIMIT) -> str:
+    """Caller input for an error message: quoted, and cut to `limit` characters (the length said)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"

@@ -19,9 +19,11 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services.common.config import env_float, env_int, env_str
-from services.common.interceptor import ServiceInterceptor
+from services.common.interceptor import Drain, ServiceInterceptor
 from services.common.jsonlog import setup_logging
 from services.common.transport import MiB, bind, message_limit_bytes, message_options
+
+LINGER_SECONDS = 0.2  # refusing, before the port closes: calls already on the wire get UNAVAILABLE
 
 
 @dataclass
@@ -44,11 +46,13 @@ async def serve(spec: ServiceSpec) -> None:
     port = env_int("PORT", spec.default_port)
     host = env_str("BIND_HOST", "[::]")
     grace = env_float("SHUTDOWN_GRACE_SECONDS", 10.0)
+    drain_seconds = env_float("SHUTDOWN_DRAIN_SECONDS", 0.5)
     metrics_port = env_int("METRICS_PORT", 0)
     limit = message_limit_bytes()
 
+    drain = Drain()
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(spec.name)],
+        interceptors=[ServiceInterceptor(spec.name, drain)],
         options=[
             *message_options(),
             ("grpc.so_reuseport", 0),
@@ -69,7 +73,7 @@ async def serve(spec: ServiceSpec) -> None:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
     if metrics_port:
-        start_http_server(metrics_port)
+        start_http_server(metrics_port, addr=host.strip("[]") or "0.0.0.0")  # the same interface as gRPC
     log.info(
         "listening",
         extra={
@@ -94,10 +98,18 @@ async def serve(spec: ServiceSpec) -> None:
 
     warm_task = asyncio.create_task(warm())
     await stopping.wait()
-    log.info("draining", extra={"grace_seconds": grace})
+    # 1. NOT_SERVING, still answering: calls sent before the signal (and whatever a balancer
+    #    sends until it notices) complete normally.
+    log.info("draining", extra={"drain_seconds": drain_seconds, "grace_seconds": grace})
     warm_task.cancel()
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(grace)
+    await asyncio.sleep(drain_seconds)
+    # 2. New calls get UNAVAILABLE (clients retry elsewhere); running ones get the grace period.
+    if not await drain.wait_idle(grace):
+        log.warning("grace period over: cancelling calls still running", extra={"inflight": drain.inflight})
+    # 3. Calls already on the wire are refused cleanly before the port closes, not cancelled.
+    await asyncio.sleep(LINGER_SECONDS)
+    await server.stop(0)
     if spec.shutdown is not None:
         await spec.shutdown()
     log.info("stopped")

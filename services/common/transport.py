@@ -15,11 +15,10 @@ Without TLS_CERT_FILE a server listens in plaintext, and says so in its log.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import grpc
 
-from services.common.config import env_bool, env_int, env_str
+from services.common.config import env_bool, env_file, env_int, env_str
 
 MiB = 1024 * 1024
 log = logging.getLogger("transport")
@@ -35,23 +34,13 @@ def message_options() -> list[tuple[str, int]]:
     return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
 
 
-def _read(variable: str) -> bytes | None:
-    path = env_str(variable, "")
-    if not path:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise SystemExit(f"{variable}={path!r} cannot be read: {exc.strerror}") from None
-
-
 def tls_enabled() -> bool:
     return bool(env_str("TLS_CERT_FILE", ""))
 
 
 def server_credentials() -> grpc.ServerCredentials | None:
     """TLS credentials when TLS_CERT_FILE is set (mTLS with TLS_REQUIRE_CLIENT_CERT), else None."""
-    cert, key, ca = _read("TLS_CERT_FILE"), _read("TLS_KEY_FILE"), _read("TLS_CA_FILE")
+    cert, key, ca = env_file("TLS_CERT_FILE"), env_file("TLS_KEY_FILE"), env_file("TLS_CA_FILE")
     if cert is None:
         return None
     if key is None:
@@ -75,10 +64,10 @@ def bind(server: grpc.Server | grpc.aio.Server, address: str) -> int:
 
 def _client_setup() -> tuple[grpc.ChannelCredentials | None, list[tuple[str, object]]]:
     options: list[tuple[str, object]] = list(message_options())
-    ca = _read("TLS_CA_FILE")
+    ca = env_file("TLS_CA_FILE")
     if ca is None and not tls_enabled():
         return None, options
-    cert, key = _read("TLS_CERT_FILE"), _read("TLS_KEY_FILE")
+    cert, key = env_file("TLS_CERT_FILE"), env_file("TLS_KEY_FILE")
     name = env_str("TLS_SERVER_NAME", "")
     if name:
         options.append(("grpc.ssl_target_name_override", name))

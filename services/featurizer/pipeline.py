@@ -6,12 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.common.config import env_float
 from services.common.errors import invalid
-from services.featurizer.decode import decode
+from services.featurizer.decode import decode_span
 from services.featurizer.features import Features, featurize
-from services.featurizer.window import Clip, cut_clip
+from services.featurizer.window import Clip, cut_clip, source_span
 
 SILENCE_PEAK = 10 ** (-80 / 20)  # -80 dBFS
+MIN_AUDIO_SECONDS = env_float("MIN_AUDIO_SECONDS", 3.0)
+MAX_AUDIO_SECONDS = env_float("MAX_AUDIO_SECONDS", 3600.0)
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,10 @@ class Analysis:
 
 
 def analyse(data: bytes, filename: str = "") -> Analysis:
-    audio = decode(data, filename)
-    clip = cut_clip(audio.samples, audio.sample_rate)
+    audio = decode_span(data, filename, source_span, MIN_AUDIO_SECONDS, MAX_AUDIO_SECONDS)
+    clip = cut_clip(audio.samples, audio.sample_rate, audio.song_seconds, audio.offset)
     if float(np.max(np.abs(clip.samples))) < SILENCE_PEAK:
-        label = f" {filename!r}" if filename else ""
+        label = f" {filename[:100]!r}" if filename else ""
         raise invalid(
             f"upload{label} is silent in the analysed window "
             f"({clip.start_seconds:.1f}-{clip.end_seconds:.1f} s peaks below -80 dBFS): nothing to match"

@@ -37,16 +37,29 @@ def choose_window(song_seconds: float) -> tuple[float, float, str]:
     return 0.0, song_seconds, "padded"
 
 
-def cut_clip(samples: np.ndarray, sample_rate: int) -> Clip:
-    """Cut the analysis window in the source rate, then resample only that part to 16 kHz."""
-    song_seconds = len(samples) / float(sample_rate)
+def source_span(song_seconds: float, sample_rate: int) -> tuple[int, int]:
+    """The source frames [lo, hi) to decode: the window plus up to one second of margin each
+    side, so the resampler's filter sees real context at the edges."""
+    start, end, _ = choose_window(song_seconds)
+    total = round(song_seconds * sample_rate)
+    lo = max(0, round(start * sample_rate) - sample_rate)
+    hi = min(total, round(end * sample_rate) + sample_rate)
+    return lo, hi
+
+
+def cut_clip(samples: np.ndarray, sample_rate: int, song_seconds: float | None = None, offset: int = 0) -> Clip:
+    """Cut the analysis window in the source rate, then resample only that part to 16 kHz.
+
+    `samples` are the song's frames from `offset` on (the whole song by default; the decoder
+    passes just the span `source_span` asked for)."""
+    if song_seconds is None:
+        song_seconds = len(samples) / float(sample_rate)
     start, end, policy = choose_window(song_seconds)
-    # Cut with up to one second of margin so the resampler's filter sees real context at the
-    # edges, then drop the margin at 16 kHz.
-    lo = round(start * sample_rate)
-    hi = min(len(samples), round(end * sample_rate))
+    # Cut with up to one second of margin, then drop the margin at 16 kHz.
+    lo = round(start * sample_rate) - offset
+    hi = min(len(samples), round(end * sample_rate) - offset)
     margin_lo = min(lo, sample_rate)
-    margin_hi = min(len(samples) - hi, sample_rate)
+    margin_hi = max(0, min(len(samples) - hi, sample_rate))
     part = samples[lo - margin_lo : hi + margin_hi]
     if sample_rate != SAMPLE_RATE:
         part = soxr.resample(part, sample_rate, SAMPLE_RATE, quality="HQ").astype(np.float32)

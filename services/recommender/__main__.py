@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
-from services.common.config import env_float, env_int, env_str
+from services.common.config import env_float, env_int, env_str, read_secret
 from services.common.server import ServiceSpec, run
 from services.common.transport import MiB
 from services.recommender.cache import ResponseCache
@@ -18,6 +20,20 @@ from services.recommender.routing import RoutingPolicy
 from services.recommender.servicer import RecommenderServicer
 from services.recommender.upstream import Upstream
 
+log = logging.getLogger("recommender")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_url() -> str:
+    """REDIS_URL as given ("" or "off": no cache); unset: the local default, named in a WARNING,
+    because a Redis nobody configured may not be the one meant."""
+    url = os.environ.get("REDIS_URL")
+    if url is None:
+        log.warning("REDIS_URL is not set: using %s; set REDIS_URL=off to run without a cache", DEFAULT_REDIS_URL)
+        return DEFAULT_REDIS_URL
+    return "" if url.strip().lower() in {"", "off"} else url
+
+
 live = LiveIndex(Path(env_str("INDEX_DIR", "var/index")), env_float("INDEX_POLL_SECONDS", 2.0))
 parts: dict[str, object] = {}
 
@@ -25,9 +41,10 @@ parts: dict[str, object] = {}
 async def register(server: grpc.aio.Server) -> Sequence[str]:
     # aio channels and the Redis client belong to the running event loop: create them inside it.
     cache = ResponseCache(
-        env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_url(),
         env_int("CACHE_TTL_SECONDS", 3600),
         env_float("REDIS_TIMEOUT_SECONDS", 0.25),
+        signing_key=read_secret("CACHE_HMAC_KEY_FILE"),
     )
     upstream = Upstream(env_str("FEATURIZER_ADDR", "127.0.0.1:50051"), env_str("CLASSIFIER_ADDR", "127.0.0.1:50052"))
     parts.update(cache=cache, upstream=upstream)

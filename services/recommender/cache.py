@@ -4,12 +4,23 @@ Keys carry the index generation, so a rebuilt index is never answered from old e
 expire with their TTL). When Redis is unreachable the service answers uncached, logs the
 outage once (and the recovery once), and retries Redis after a short back-off instead of
 paying a connection timeout on every request. REDIS_URL empty or "off" disables the cache.
+
+Values cannot be forged: each is stored as HMAC-SHA256(key, redis key + payload) + payload
+and verified on read, so whoever can write to Redis still cannot make the service answer
+with their data. A forged or tampered entry is ignored (answered fresh), counted in
+musicrec_cache_forged_total and logged once. The key comes from CACHE_HMAC_KEY_FILE (a
+Secret shared by the replicas); without one each process draws a random key (entries are
+then private to that replica). Credentials in REDIS_URL are never logged.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
 from prometheus_client import Counter
@@ -17,7 +28,35 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger("recommender.cache")
 CACHE = Counter("musicrec_cache_total", "Recommendation cache lookups", ["result"])
+FORGED = Counter("musicrec_cache_forged_total", "Cache entries ignored because their signature did not verify")
 KEY_PREFIX = "musicrec:v1:rec"
+SIGNATURE_BYTES = 32
+
+
+def redacted(url: str) -> str:
+    """The URL without user name or password, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class Signer:
+    """HMAC-SHA256 over (redis key, payload): a value moved to another key does not verify either."""
+
+    def __init__(self, key: bytes | None) -> None:
+        self._key = key or secrets.token_bytes(32)
+        self.shared = key is not None
+
+    def _mac(self, redis_key: str, payload: bytes) -> bytes:
+        return hmac.new(self._key, redis_key.encode() + b"\0" + payload, hashlib.sha256).digest()
+
+    def sign(self, redis_key: str, payload: bytes) -> bytes:
+        return self._mac(redis_key, payload) + payload
+
+    def verify(self, redis_key: str, value: bytes) -> bytes | None:
+        mac, payload = value[:SIGNATURE_BYTES], value[SIGNATURE_BYTES:]
+        return payload if hmac.compare_digest(mac, self._mac(redis_key, payload)) else None
 
 
 def cache_key(generation: int, kind: str, *parts: object) -> str:
@@ -25,9 +64,18 @@ def cache_key(generation: int, kind: str, *parts: object) -> str:
 
 
 class ResponseCache:
-    def __init__(self, url: str, ttl_seconds: int, timeout_seconds: float = 0.25, retry_seconds: float = 2.0) -> None:
-        self.url = url
+    def __init__(
+        self,
+        url: str,
+        ttl_seconds: int,
+        timeout_seconds: float = 0.25,
+        retry_seconds: float = 2.0,
+        signing_key: bytes | None = None,
+    ) -> None:
+        self.url = redacted(url) if url else url
         self.ttl = ttl_seconds
+        self._signer = Signer(signing_key)
+        self._forgery_logged = False
         self._retry = retry_seconds
         self._down_until = 0.0
         self._down = False
@@ -51,7 +99,10 @@ class ResponseCache:
         except (RedisError, OSError) as exc:
             self._mark_down(exc)
             return False
-        log.info("cache connected", extra={"redis": self.url, "ttl_seconds": self.ttl})
+        log.info(
+            "cache connected",
+            extra={"redis": self.url, "ttl_seconds": self.ttl, "signing_key_shared": self._signer.shared},
+        )
         return True
 
     def _mark_down(self, exc: BaseException) -> None:
@@ -80,14 +131,25 @@ class ResponseCache:
             CACHE.labels("error").inc()
             return None
         self._mark_up()
-        CACHE.labels("hit" if value is not None else "miss").inc()
-        return value
+        if value is None:
+            CACHE.labels("miss").inc()
+            return None
+        payload = self._signer.verify(key, value)
+        if payload is None:
+            FORGED.inc()
+            CACHE.labels("forged").inc()
+            if not self._forgery_logged:
+                log.warning("cache entry with a bad signature ignored (tampering?)", extra={"key": key[:200]})
+                self._forgery_logged = True
+            return None
+        CACHE.labels("hit").inc()
+        return payload
 
     async def put(self, key: str, value: bytes) -> None:
         if self._skip():
             return
         try:
-            await self._client.set(key, value, ex=self.ttl)
+            await self._client.set(key, self._signer.sign(key, value), ex=self.ttl)
         except (RedisError, OSError) as exc:
             self._mark_down(exc)
             return

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.common.errors import invalid
 from services.recommender.index import DEFAULT_EF_SEARCH
 from services.recommender.reasons import explain
 from services.recommender.routing import DEFAULT_K, Route, RoutingPolicy
@@ -120,6 +121,11 @@ def _fill(
 
 def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH) -> Result:
     z = index_set.standardise(query.raw)
+    if not np.all(np.isfinite(z)) or not np.isfinite(np.linalg.norm(z)):
+        raise invalid(
+            "the feature vector is far outside anything in the catalog (its standardised values overflow); "
+            "send the featurizer's values for a real song"
+        )
     routes = list({r.genre: r for r in query.routes if r.genre in index_set.indexes}.values())
     picked = _fill(index_set, query, [], z, routes, ef)
     if len(picked) < query.k:

@@ -7,7 +7,6 @@ search.py, the index in index.py/store.py, the upstream calls in upstream.py.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator
 
 import grpc
@@ -15,7 +14,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from musicrec.v1 import audio_pb2, recommender_pb2, recommender_pb2_grpc
-from services.common.errors import invalid, not_found, unavailable
+from services.common.errors import invalid, not_found, quoted, unavailable
 from services.common.upload import HeaderedUpload
 from services.recommender.cache import ResponseCache, cache_key
 from services.recommender.live import LiveIndex
@@ -77,7 +76,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         row = index.by_id.get(song_id)
         if row is None:
             raise not_found(
-                f"song {song_id!r} is not in the catalog (index generation {index.generation}, "
+                f"song {quoted(song_id)} is not in the catalog (index generation {index.generation}, "
                 f"{len(index.songs)} songs); check the id, or upload the audio with RecommendByAudio"
             )
         return row
@@ -161,13 +160,13 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         expected = len(index.feature_names)
         if len(features.values) != expected:
             raise invalid(f"features.values has {len(features.values)} values; the schema has {expected}")
-        if not all(math.isfinite(v) for v in features.values):
-            raise invalid("features.values contains NaN or infinity")
+        raw = np.asarray(features.values, dtype=np.float32)
+        if not np.all(np.isfinite(raw)):
+            raise invalid("features.values holds NaN or infinity, or values beyond float32's range")
         genre = request.genre.strip().lower()
         if genre and genre not in index.indexes:
-            raise invalid(f"unknown genre {request.genre!r}; indexed genres: {', '.join(index.genres)}")
+            raise invalid(f"unknown genre {quoted(request.genre)}; indexed genres: {', '.join(index.genres)}")
         routes = [Route(genre, 1.0, "requested")] if genre else [Route(g, 1.0, "all") for g in index.genres]
-        raw = np.asarray(features.values, dtype=np.float32)
         result = recommend(index, self._query(raw, routes, options), self._ef)
         return recommender_pb2.RecommendByFeaturesResponse(
             recommendations=hit_messages(result.hits),

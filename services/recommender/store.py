@@ -79,7 +79,8 @@ class IndexSet:
         return sorted(self.indexes)
 
     def standardise(self, raw: np.ndarray) -> np.ndarray:
-        return ((np.asarray(raw, dtype=np.float64) - self.mean) / self.scale).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # the caller checks for non-finite results
+            return ((np.asarray(raw, dtype=np.float64) - self.mean) / self.scale).astype(np.float32)
 
 
 def generation_name(generation: int) -> str:

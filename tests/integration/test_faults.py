@@ -163,6 +163,39 @@ def test_sigterm_under_load_drains_in_flight_requests(synthetic_index: Catalog, 
     assert "draining" in log and "stopped" in log
 
 
+def test_sigterm_lets_every_in_flight_by_id_call_complete(synthetic_index: Catalog, featurizer, classifier, tmp_path):
+    """8 clients in a tight loop; each fails over (stops) at its first refusal, as a client of a
+    replicated service does. Nothing sent before the signal may fail, and nothing is CANCELLED."""
+    with running("services.recommender", recommender_env(synthetic_index, featurizer, classifier), tmp_path) as rec:
+        outcomes: list[tuple[float, str]] = []
+
+        def client() -> None:
+            channel, stub = stub_for(rec)
+            while True:
+                started = time.monotonic()
+                try:
+                    by_id(stub, random.choice(SONG_IDS), k=5)
+                    outcomes.append((started, "OK"))
+                except grpc.RpcError as exc:
+                    outcomes.append((started, exc.code().name))
+                    break
+            channel.close()
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        sigterm_at = time.monotonic()
+        rec.process.send_signal(signal.SIGTERM)
+        assert rec.process.wait(30) == 0
+        for t in threads:
+            t.join()
+    codes = Counter(code for _, code in outcomes)
+    assert codes["CANCELLED"] == 0, codes
+    assert {code for started, code in outcomes if started < sigterm_at} == {"OK"}
+    assert codes["UNAVAILABLE"] == 8  # each client was told to go elsewhere, once
+
+
 def test_broken_catalog_rows_are_reported_not_lost(synthetic_index: Catalog, featurizer, classifier, tmp_path):
     csv = tmp_path / "catalog.csv"
     rows = synthetic_index.csv.read_text().splitlines()

@@ -11,7 +11,7 @@ import pytest
 
 from devtools.localrun import Proc
 from musicrec.v1 import featurizer_pb2, featurizer_pb2_grpc
-from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
+from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
 from tests import synth
 from tests.conftest import grpcurl_exe
 
@@ -105,7 +105,14 @@ def test_oversize_unary_and_stream_are_resource_exhausted(stub) -> None:
         stub.FeaturizeStream(chunks(big, 1024 * 1024))
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "MAX_UPLOAD_MB" in err.value.details()
-    stub.GetFeatureSchema(featurizer_pb2.GetFeatureSchemaRequest())
+    schema = stub.GetFeatureSchema(featurizer_pb2.GetFeatureSchemaRequest(), timeout=10)  # still serving
+    assert schema.schema_version == SCHEMA_VERSION
+
+
+def test_schema_serves_names_and_groups_from_one_declaration(stub) -> None:
+    schema = stub.GetFeatureSchema(featurizer_pb2.GetFeatureSchemaRequest(), timeout=10)
+    assert list(schema.names) == FEATURE_NAMES
+    assert {g.name: list(g.features) for g in schema.groups} == FEATURE_GROUPS
 
 
 def test_empty_stream_is_invalid(stub) -> None:
