@@ -57,11 +57,12 @@ test-fast: setup ## ruff + the in-process unit tests (no servers; well under a m
 	$(BIN)/ruff check $(LINTED)
 	$(PYTHON) -m pytest -q tests/unit
 
-deploy-check: setup ## offline: kubectl kustomize + kubernetes-validate --strict + hadolint
+deploy-check: setup ## offline: kubectl kustomize (base, jobs, secure overlay) + kubernetes-validate --strict + hadolint
 	mkdir -p var/deploy
 	kubectl kustomize deploy/base > var/deploy/base.yaml
 	kubectl kustomize deploy/jobs > var/deploy/jobs.yaml
-	$(BIN)/kubernetes-validate --strict --quiet var/deploy/base.yaml var/deploy/jobs.yaml
+	kubectl kustomize deploy/overlays/secure > var/deploy/secure.yaml
+	$(BIN)/kubernetes-validate --strict --quiet var/deploy/base.yaml var/deploy/jobs.yaml var/deploy/secure.yaml
 	$(BIN)/hadolint deploy/python-base/Dockerfile services/*/Dockerfile deploy/models/Dockerfile
 	cmp models/models.config deploy/base/tfserving/models.config
 	@echo "deploy-check: manifests and Dockerfiles valid"

@@ -21,7 +21,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devtools.numba_cache import private_cache
-from services.common.transport import sync_channel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +54,7 @@ class Proc:
 
 def wait_serving(address: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
-    with sync_channel(address) as channel:
+    with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
@@ -81,8 +80,10 @@ def start(module: str, env: dict[str, str], tmp: Path, timeout: float = 120.0, w
         )
     proc = Proc(module, f"127.0.0.1:{port}", process, log_path)
     if wait:
+        # a server that requires TLS is watched on its plaintext health-only port
+        health = f"127.0.0.1:{env['HEALTH_PORT']}" if env.get("HEALTH_PORT") else proc.address
         try:
-            wait_serving(proc.address, timeout, process)
+            wait_serving(health, timeout, process)
         except Exception:
             proc.stop(signal.SIGKILL)
             raise RuntimeError(f"{module} did not start:\n{proc.log()[-3000:]}") from None

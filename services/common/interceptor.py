@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from services.common.auth import Gate
 from services.common.errors import ServiceError, invalid
 from services.common.metrics import INFLIGHT, LATENCY, RPCS
 
@@ -100,9 +101,10 @@ class Drain:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: str, drain: Drain | None = None) -> None:
+    def __init__(self, service: str, drain: Drain | None = None, gate: Gate | None = None) -> None:
         self._service = service
         self._drain = drain or Drain()
+        self._gate = gate or Gate(service)
 
     async def intercept_service(
         self,
@@ -133,6 +135,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., Awaitable[Any]]:
         service = self._service
         drain = self._drain
+        gate = self._gate
 
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if not drain.enter():
@@ -143,6 +146,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             gauge.inc()
             code = "UNKNOWN"
             try:
+                gate.check(context)
                 if isinstance(request, _Undecodable):
                     raise _refuse(request.reason)
                 response = await behaviour(_checked(request) if streamed else request, context)

@@ -18,7 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from services.common.config import env_float, env_int, env_str
+from services.common.auth import Gate
+from services.common.config import env_bool, env_float, env_int, env_str
 from services.common.interceptor import Drain, ServiceInterceptor
 from services.common.jsonlog import setup_logging
 from services.common.transport import MiB, bind, message_limit_bytes, message_options
@@ -52,25 +53,28 @@ async def serve(spec: ServiceSpec) -> None:
 
     drain = Drain()
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(spec.name, drain)],
+        interceptors=[ServiceInterceptor(spec.name, drain, Gate.from_env(spec.name))],
         options=[
             *message_options(),
             ("grpc.so_reuseport", 0),
+            ("grpc.max_concurrent_streams", env_int("MAX_CONCURRENT_STREAMS", 64)),
             *spec.extra_options,
         ],
     )
     names = list(await spec.register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server,
-    )
+    if env_bool("REFLECTION", True):  # off in the production overlay: no schema for strangers
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server,
+        )
     bound = bind(server, f"{host}:{port}")
     if bound == 0:
         raise SystemExit(f"{spec.name}: cannot bind {host}:{port}")
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_only = await _health_port(host, health_servicer)
     await server.start()
     if metrics_port:
         start_http_server(metrics_port, addr=host.strip("[]") or "0.0.0.0")  # the same interface as gRPC
@@ -110,9 +114,25 @@ async def serve(spec: ServiceSpec) -> None:
     # 3. Calls already on the wire are refused cleanly before the port closes, not cancelled.
     await asyncio.sleep(LINGER_SECONDS)
     await server.stop(0)
+    if health_only is not None:
+        await health_only.stop(0)
     if spec.shutdown is not None:
         await spec.shutdown()
     log.info("stopped")
+
+
+async def _health_port(host: str, health_servicer: health.aio.HealthServicer) -> grpc.aio.Server | None:
+    """HEALTH_PORT: a plaintext server with grpc.health.v1 only, for Kubernetes' gRPC probes
+    (which cannot speak TLS) when the service port requires TLS or client certificates."""
+    port = env_int("HEALTH_PORT", 0)
+    if not port:
+        return None
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if server.add_insecure_port(f"{host}:{port}") == 0:
+        raise SystemExit(f"cannot bind the health port {host}:{port}")
+    await server.start()
+    return server
 
 
 def run(spec: ServiceSpec) -> None:

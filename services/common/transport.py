@@ -18,7 +18,7 @@ import logging
 
 import grpc
 
-from services.common.config import env_bool, env_file, env_int, env_str
+from services.common.config import env_bool, env_file, env_int, env_str, read_secret
 
 MiB = 1024 * 1024
 log = logging.getLogger("transport")
@@ -74,12 +74,32 @@ def _client_setup() -> tuple[grpc.ChannelCredentials | None, list[tuple[str, obj
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert), options
 
 
+class _ServiceToken(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.StreamUnaryClientInterceptor):
+    """Adds `authorization: Bearer <service token>` to every call to another musicrec service."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = [*(details.metadata or ()), self._header]
+        return details._replace(metadata=grpc.aio.Metadata(*metadata))
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
 def channel(address: str) -> grpc.aio.Channel:
-    """An asyncio channel to another service (create it inside the running event loop)."""
+    """An asyncio channel to another service (create it inside the running event loop); it
+    carries the service token when SERVICE_TOKEN_FILE is set."""
     credentials, options = _client_setup()
+    token = read_secret("SERVICE_TOKEN_FILE")
+    interceptors = [_ServiceToken(token.decode())] if token else None
     if credentials is None:
-        return grpc.aio.insecure_channel(address, options=options)
-    return grpc.aio.secure_channel(address, credentials, options=options)
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
 
 
 def sync_channel(address: str) -> grpc.Channel:

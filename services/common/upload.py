@@ -1,11 +1,30 @@
-"""Client-streamed uploads: chunking for senders, size-limited reading for receivers."""
+"""Client-streamed uploads: chunking for senders; for receivers, reading bounded in size, time
+and number.
+
+Bounds (environment, documented in README.md):
+- MAX_UPLOAD_MB per upload;
+- UPLOAD_IDLE_SECONDS between two messages and UPLOAD_DEADLINE_SECONDS for the whole upload,
+  so a client that stops sending (or trickles) cannot hold a slot;
+- MAX_CONCURRENT_UPLOADS at once and MAX_UPLOADS_PER_PEER from one address.
+A service that buffers uploads (the featurizer) thus holds at most
+MAX_CONCURRENT_UPLOADS x MAX_UPLOAD_MB of upload bytes; the recommender passes chunks on as
+they arrive and holds only gRPC's flow-control windows.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import grpc
+
+from services.common.config import env_float, env_int
 from services.common.errors import ServiceError, exhausted, invalid
+from services.common.transport import MiB
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -16,25 +35,112 @@ def split_chunks(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
         yield data[start : start + size]
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    idle_seconds: float = 10.0
+    deadline_seconds: float = 120.0
+
+    @classmethod
+    def from_env(cls) -> UploadLimits:
+        return cls(
+            env_int("MAX_UPLOAD_MB", 64) * MiB,
+            env_float("UPLOAD_IDLE_SECONDS", 10.0),
+            env_float("UPLOAD_DEADLINE_SECONDS", 120.0),
+        )
+
+
+class UploadSlots:
+    """At most `total` uploads at once, and `per_peer` from one client address; beyond that
+    RESOURCE_EXHAUSTED, before any byte is read."""
+
+    def __init__(self, total: int, per_peer: int) -> None:
+        self.total, self.per_peer = total, per_peer
+        self._active = 0
+        self._by_peer: dict[str, int] = {}
+
+    @classmethod
+    def from_env(cls) -> UploadSlots:
+        return cls(env_int("MAX_CONCURRENT_UPLOADS", 16), env_int("MAX_UPLOADS_PER_PEER", 4))
+
+    @staticmethod
+    def peer_host(peer: str) -> str:
+        """"ipv4:10.0.0.7:51234" -> "ipv4:10.0.0.7" (the port changes with every connection)."""
+        return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+
+    @contextmanager
+    def hold(self, context: grpc.aio.ServicerContext) -> Iterator[None]:
+        host = self.peer_host(context.peer() or "")
+        if self._active >= self.total:
+            raise exhausted(f"{self._active} uploads in progress (MAX_CONCURRENT_UPLOADS); retry with backoff")
+        if self._by_peer.get(host, 0) >= self.per_peer:
+            raise exhausted(
+                f"{self.per_peer} uploads from your address are already in progress (MAX_UPLOADS_PER_PEER); "
+                "finish or cancel one first"
+            )
+        self._active += 1
+        self._by_peer[host] = self._by_peer.get(host, 0) + 1
+        try:
+            yield
+        finally:
+            self._active -= 1
+            self._by_peer[host] -= 1
+            if not self._by_peer[host]:
+                del self._by_peer[host]
+
+
+class _Clock:
+    """The next message of an upload, or DEADLINE_EXCEEDED when the client goes quiet or slow."""
+
+    def __init__(self, limits: UploadLimits) -> None:
+        self.limits = limits
+        self.started = time.monotonic()
+
+    async def next(self, messages: AsyncIterator[Any]) -> Any:
+        left = self.limits.deadline_seconds - (time.monotonic() - self.started)
+        wait = min(self.limits.idle_seconds, left)
+        try:
+            return await asyncio.wait_for(messages.__anext__(), max(wait, 0.0))
+        except TimeoutError:
+            if left <= self.limits.idle_seconds:
+                raise ServiceError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"upload not finished within {self.limits.deadline_seconds:.0f} s (UPLOAD_DEADLINE_SECONDS); "
+                    "send the file faster or a shorter one",
+                ) from None
+            raise ServiceError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no upload message for {self.limits.idle_seconds:.0f} s (UPLOAD_IDLE_SECONDS); "
+                "send the chunks without pauses and close the stream when done",
+            ) from None
+
+
 def _limit_error(max_bytes: int) -> ServiceError:
     limit = f"{max_bytes / 2**20:.0f} MiB"
     return exhausted(f"streamed upload passed the {limit} limit (MAX_UPLOAD_MB); send a shorter file")
 
 
-async def collect_upload(request_iterator: AsyncIterator[Any], max_bytes: int) -> tuple[bytes, Any]:
+async def collect_upload(request_iterator: AsyncIterator[Any], limits: UploadLimits) -> tuple[bytes, Any]:
     """(file bytes, first message); the first message carries the filename and options.
 
-    Stops reading with RESOURCE_EXHAUSTED as soon as the limit is passed.
+    Stops reading with RESOURCE_EXHAUSTED as soon as the size limit is passed, and with
+    DEADLINE_EXCEEDED when the client pauses or takes too long.
     """
     chunks: list[bytes] = []
     size = 0
     first = None
-    async for message in request_iterator:
+    clock = _Clock(limits)
+    messages = request_iterator.__aiter__()
+    while True:
+        try:
+            message = await clock.next(messages)
+        except StopAsyncIteration:
+            break
         if first is None:
             first = message
         size += len(message.chunk)
-        if size > max_bytes:
-            raise _limit_error(max_bytes)
+        if size > limits.max_bytes:
+            raise _limit_error(limits.max_bytes)
         chunks.append(message.chunk)
     if first is None:
         raise invalid("stream carried no messages: send the file as one or more chunks")
@@ -48,9 +154,10 @@ class HeaderedUpload:
     are then passed through as they arrive, under the size limit. Options anywhere but the
     first message are refused rather than ignored."""
 
-    def __init__(self, request_iterator: AsyncIterator[Any], max_bytes: int) -> None:
+    def __init__(self, request_iterator: AsyncIterator[Any], limits: UploadLimits) -> None:
         self._messages = request_iterator.__aiter__()
-        self._max = max_bytes
+        self._max = limits.max_bytes
+        self._clock = _Clock(limits)
         self._pending: bytes | None = None
         self.filename = ""
         self.options: Any = None
@@ -59,7 +166,7 @@ class HeaderedUpload:
 
     async def read_header(self) -> None:
         try:
-            first = await self._messages.__anext__()
+            first = await self._clock.next(self._messages)
         except StopAsyncIteration:
             raise invalid("stream carried no messages: send a header, then the file as one or more chunks") from None
         if first.WhichOneof("part") == "header":
@@ -74,7 +181,11 @@ class HeaderedUpload:
         try:
             if self._pending is not None:
                 yield self._count(self._pending)
-            async for message in self._messages:
+            while True:
+                try:
+                    message = await self._clock.next(self._messages)
+                except StopAsyncIteration:
+                    return
                 if message.WhichOneof("part") == "header" or message.HasField("options") or message.filename:
                     raise invalid("filename and options go in the first message only; this one came later")
                 yield self._count(message.data if message.WhichOneof("part") == "data" else message.chunk)

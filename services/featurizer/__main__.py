@@ -10,14 +10,15 @@ import grpc
 from musicrec.v1 import featurizer_pb2, featurizer_pb2_grpc
 from services.common.config import env_int
 from services.common.server import ServiceSpec, run
-from services.common.transport import MiB
+from services.common.upload import UploadLimits, UploadSlots
 from services.featurizer.features import warm_up
 from services.featurizer.servicer import FeaturizerServicer
 
 servicer = FeaturizerServicer(
     workers=env_int("FEATURIZER_WORKERS", 2),
     max_queue=env_int("FEATURIZER_MAX_QUEUE", 16),
-    max_upload_bytes=env_int("MAX_UPLOAD_MB", 64) * MiB,
+    limits=UploadLimits.from_env(),
+    slots=UploadSlots.from_env(),
 )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc
 from services.common.errors import exhausted
-from services.common.upload import collect_upload
+from services.common.upload import UploadLimits, UploadSlots, collect_upload
 from services.featurizer.features import HOP, N_FFT
 from services.featurizer.pipeline import Analysis, analyse
 from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
@@ -54,11 +54,13 @@ def response_fields(result: Analysis, omit_mel: bool) -> dict:
 
 
 class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
-    def __init__(self, workers: int, max_queue: int, max_upload_bytes: int) -> None:
+    def __init__(self, workers: int, max_queue: int, limits: UploadLimits, slots: UploadSlots) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="featurize")
         self._max_pending = workers + max_queue
         self._pending = 0
-        self._max_upload = max_upload_bytes
+        self._limits = limits
+        self._max_upload = limits.max_bytes
+        self._slots = slots
 
     async def _run(self, data: bytes, filename: str) -> Analysis:
         if len(data) > self._max_upload:
@@ -85,8 +87,9 @@ class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
         request_iterator: AsyncIterator[featurizer_pb2.FeaturizeStreamRequest],
         context: grpc.aio.ServicerContext,
     ) -> featurizer_pb2.FeaturizeStreamResponse:
-        data, first = await collect_upload(request_iterator, self._max_upload)
-        result = await self._run(data, first.filename)
+        with self._slots.hold(context):
+            data, first = await collect_upload(request_iterator, self._limits)
+            result = await self._run(data, first.filename)
         return featurizer_pb2.FeaturizeStreamResponse(**response_fields(result, first.omit_mel))
 
     async def GetFeatureSchema(

@@ -12,7 +12,7 @@ import grpc
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.config import env_float, env_int, env_str, read_secret
 from services.common.server import ServiceSpec, run
-from services.common.transport import MiB
+from services.common.upload import UploadLimits, UploadSlots
 from services.recommender.cache import ResponseCache
 from services.recommender.index import DEFAULT_EF_SEARCH
 from services.recommender.live import LiveIndex
@@ -45,6 +45,8 @@ async def register(server: grpc.aio.Server) -> Sequence[str]:
         env_int("CACHE_TTL_SECONDS", 3600),
         env_float("REDIS_TIMEOUT_SECONDS", 0.25),
         signing_key=read_secret("CACHE_HMAC_KEY_FILE"),
+        password=read_secret("REDIS_PASSWORD_FILE"),
+        ca_file=env_str("REDIS_CA_FILE", ""),
     )
     upstream = Upstream(env_str("FEATURIZER_ADDR", "127.0.0.1:50051"), env_str("CLASSIFIER_ADDR", "127.0.0.1:50052"))
     parts.update(cache=cache, upstream=upstream)
@@ -52,7 +54,8 @@ async def register(server: grpc.aio.Server) -> Sequence[str]:
         live,
         cache,
         upstream,
-        max_upload_bytes=env_int("MAX_UPLOAD_MB", 64) * MiB,
+        upload_limits=UploadLimits.from_env(),
+        upload_slots=UploadSlots.from_env(),
         upstream_timeout=env_float("UPSTREAM_TIMEOUT_SECONDS", 30.0),
         policy=RoutingPolicy(
             strategy=env_str("ROUTING", "mass"),

@@ -71,6 +71,8 @@ class ResponseCache:
         timeout_seconds: float = 0.25,
         retry_seconds: float = 2.0,
         signing_key: bytes | None = None,
+        password: bytes | None = None,
+        ca_file: str = "",
     ) -> None:
         self.url = redacted(url) if url else url
         self.ttl = ttl_seconds
@@ -81,8 +83,13 @@ class ResponseCache:
         self._down = False
         self._client: redis.Redis | None = None
         if url and url.lower() != "off":
+            tls = {"ssl_ca_certs": ca_file} if ca_file and url.startswith("rediss://") else {}
             self._client = redis.Redis.from_url(
-                url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+                url,
+                socket_timeout=timeout_seconds,
+                socket_connect_timeout=timeout_seconds,
+                password=password.decode() if password else None,
+                **tls,
             )
 
     @property

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 
 from musicrec.v1 import audio_pb2, recommender_pb2, recommender_pb2_grpc
 from services.common.errors import invalid, not_found, quoted, unavailable
-from services.common.upload import HeaderedUpload
+from services.common.upload import HeaderedUpload, UploadLimits, UploadSlots
 from services.recommender.cache import ResponseCache, cache_key
 from services.recommender.live import LiveIndex
 from services.recommender.routing import Route, RoutingPolicy, Vote, from_classification, parse_options
@@ -57,7 +57,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         live: LiveIndex,
         cache: ResponseCache,
         upstream: Upstream,
-        max_upload_bytes: int,
+        upload_limits: UploadLimits,
+        upload_slots: UploadSlots,
         upstream_timeout: float,
         policy: RoutingPolicy,
         ef_search: int,
@@ -65,7 +66,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         self._live = live
         self._cache = cache
         self._upstream = upstream
-        self._max_upload = max_upload_bytes
+        self._upload_limits = upload_limits
+        self._upload_slots = upload_slots
         self._timeout = upstream_timeout
         self._policy = policy
         self._ef = ef_search
@@ -117,13 +119,14 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         request_iterator: AsyncIterator[recommender_pb2.RecommendByAudioRequest],
         context: grpc.aio.ServicerContext,
     ) -> recommender_pb2.RecommendByAudioResponse:
-        upload = HeaderedUpload(request_iterator, self._max_upload)
-        await upload.read_header()
-        options = parse_options(upload.options)  # refused before any audio is read
-        index = self._live.get()
-        remaining = context.time_remaining()
-        timeout = self._timeout if remaining is None else min(self._timeout, remaining)
-        analysis = await self._upstream.featurize_upload(upload, timeout)
+        with self._upload_slots.hold(context):
+            upload = HeaderedUpload(request_iterator, self._upload_limits)
+            await upload.read_header()
+            options = parse_options(upload.options)  # refused before any audio is read
+            index = self._live.get()
+            remaining = context.time_remaining()
+            timeout = self._timeout if remaining is None else min(self._timeout, remaining)
+            analysis = await self._upstream.featurize_upload(upload, timeout)
         self._check_schema(index, analysis.features)
         vote = await self._upstream.classify(analysis.mel, timeout)
         routes = self._policy.for_vote(from_classification(vote), index.genres)

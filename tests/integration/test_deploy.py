@@ -56,3 +56,43 @@ def test_strict_validation_rejects_a_misspelt_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump_all(docs))
     assert subprocess.run([*validate, str(bad)], capture_output=True).returncode != 0
+
+
+@needs_kubectl
+def test_every_empty_dir_has_a_size_limit() -> None:
+    for docs in (build("deploy/base"), build("deploy/jobs")):
+        for d in docs:
+            if d["kind"] in {"Deployment", "Job"}:
+                for volume in d["spec"]["template"]["spec"].get("volumes", []):
+                    if "emptyDir" in volume:
+                        assert volume["emptyDir"].get("sizeLimit"), (d["metadata"]["name"], volume["name"])
+
+
+@needs_kubectl
+def test_secure_overlay_locks_every_hop_down() -> None:
+    docs = build("deploy/overlays/secure")
+    by_kind: dict[str, dict[str, dict]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    deny = by_kind["NetworkPolicy"]["default-deny"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    edges = {name for name in by_kind["NetworkPolicy"] if name != "default-deny"}
+    assert {"tfserving-from-classifier", "redis-from-recommender", "featurizer-from-recommender-and-ingest"} <= edges
+    for name, deployment in by_kind["Deployment"].items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == name and pod["automountServiceAccountToken"] is False
+        assert by_kind["ServiceAccount"][name]["automountServiceAccountToken"] is False
+    assert set(by_kind["PodDisruptionBudget"]) == {"featurizer", "classifier", "recommender", "tfserving"}
+    for name in OUR_SERVICES:
+        server = by_kind["Deployment"][name]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in server["env"]}
+        assert env["REFLECTION"] == "off" and env["TLS_CERT_FILE"].startswith("/etc/musicrec/tls/")
+        assert server["readinessProbe"]["grpc"]["port"] == int(env["HEALTH_PORT"])  # probes speak no TLS
+        if name != "recommender":
+            assert env["TLS_REQUIRE_CLIENT_CERT"] == "true"
+    recommender = by_kind["Deployment"]["recommender"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"API_KEYS_FILE", "CACHE_HMAC_KEY_FILE", "REDIS_PASSWORD_FILE"} <= {e["name"] for e in recommender["env"]}
+    tfs = by_kind["Deployment"]["tfserving"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--ssl_config_file=/ssl/ssl.config" in tfs["args"]
+    redis = by_kind["Deployment"]["redis"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--requirepass" in redis["args"] and not any("password" in str(v) for v in redis["args"][:-2])

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from devtools.demo_catalog import folder_catalog
 from devtools.localrun import Proc, running
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.recommender import ingest
 from services.recommender.catalog import write_catalog
-from devtools.demo_catalog import folder_catalog
 from services.recommender.index import DEFAULT_EF_SEARCH, GenreIndex, exact_search
 from services.recommender.store import IndexSet, load_current
 from tests.conftest import GTZAN, needs_gtzan

@@ -24,7 +24,7 @@ def test_holdout_and_folds_never_split_a_group() -> None:
 def test_a_genre_that_is_one_big_block_keeps_it_for_training() -> None:
     labels = np.array([0] * 10 + [0, 0, 0] + [1] * 13)
     groups = np.array([0] * 10 + [1, 2, 3] + list(range(10, 23)))
-    rest, held = holdout_split(labels, groups, 0.2, seed=0)
+    _, held = holdout_split(labels, groups, 0.2, seed=0)
     assert not (set(held) & set(range(10)))  # the 10-clip block is never held out whole
 
 
@@ -41,7 +41,7 @@ def test_padding_is_found_and_never_cropped() -> None:
 
 
 def test_inference_tiles_only_the_valid_frames() -> None:
-    from training.tiling import tiled_crops, tf
+    from training.tiling import tf, tiled_crops
 
     batch = np.full((3, 128, 938), -80.0, np.float32)
     batch[0] = np.random.default_rng(1).uniform(-70, 0, (128, 938))

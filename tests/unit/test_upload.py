@@ -9,7 +9,7 @@ import pytest
 
 from musicrec.v1 import recommender_pb2
 from services.common.errors import ServiceError
-from services.common.upload import HeaderedUpload
+from services.common.upload import HeaderedUpload, UploadLimits, UploadSlots
 
 Request = recommender_pb2.RecommendByAudioRequest
 Options = recommender_pb2.RecommendOptions
@@ -22,7 +22,7 @@ async def stream(*messages):
 
 def read(messages, limit: int = 100) -> tuple[HeaderedUpload, list[bytes]]:
     async def run():
-        upload = HeaderedUpload(stream(*messages), limit)
+        upload = HeaderedUpload(stream(*messages), UploadLimits(limit))
         await upload.read_header()
         return upload, [c async for c in upload.chunks()]
 
@@ -56,3 +56,45 @@ def test_misplaced_options_and_oversize_uploads_are_refused(messages, code, mess
     with pytest.raises(ServiceError, match=message) as caught:
         read(messages)
     assert caught.value.code == code
+
+
+async def slow_stream(pause: float, count: int):
+    for _ in range(count):
+        await asyncio.sleep(pause)
+        yield Request(chunk=b"x")
+
+
+@pytest.mark.parametrize(
+    ("limits", "pause", "message"),
+    [(UploadLimits(100, idle_seconds=0.05, deadline_seconds=5), 0.2, "UPLOAD_IDLE_SECONDS"),
+     (UploadLimits(100, idle_seconds=0.5, deadline_seconds=0.3), 0.1, "UPLOAD_DEADLINE_SECONDS")],
+)
+def test_quiet_or_slow_clients_are_cut_off(limits, pause, message) -> None:
+    async def run():
+        upload = HeaderedUpload(slow_stream(pause, 50), limits)
+        await upload.read_header()
+        return [c async for c in upload.chunks()]
+
+    with pytest.raises(ServiceError, match=message) as caught:
+        asyncio.run(run())
+    assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Peer:
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def peer(self) -> str:
+        return self.address
+
+
+def test_upload_slots_bound_the_total_and_each_peer() -> None:
+    slots = UploadSlots(total=3, per_peer=2)
+    a1, a2, b = Peer("ipv4:10.0.0.1:5000"), Peer("ipv4:10.0.0.1:5001"), Peer("ipv6:[::1]:7000")
+    with slots.hold(a1), slots.hold(a2):
+        with pytest.raises(ServiceError, match="MAX_UPLOADS_PER_PEER"), slots.hold(Peer("ipv4:10.0.0.1:5002")):
+            pass
+        with slots.hold(b), pytest.raises(ServiceError, match="MAX_CONCURRENT_UPLOADS"), slots.hold(Peer("x:1:2")):
+            pass
+    with slots.hold(a1):  # all released
+        pass

@@ -1,0 +1,139 @@
+"""Who may call: API keys at the front door, mTLS peers or a service token inside.
+
+- Front door (the recommender, API_KEYS_FILE set): `authorization: Bearer <key>`. The file
+  holds one `name:sha256-hex` line per key (only hashes are stored; `python -m devtools.apikey`
+  makes a key and its line) and is re-read when it changes, so keys rotate without a restart.
+- Internal services (SERVICE_TOKEN_FILE set, or TLS_REQUIRE_CLIENT_CERT): a peer with a
+  verified client certificate, or `authorization: Bearer <service token>`.
+- Neither configured: open, and the log says so (the local default).
+Health checks (Kubernetes probes) never need credentials; reflection can be turned off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from services.common.config import env_bool, read_secret
+from services.common.errors import ServiceError
+
+log = logging.getLogger("auth")
+RELOAD_CHECK_SECONDS = 1.0
+
+
+def digest(key: str | bytes) -> str:
+    return hashlib.sha256(key.encode() if isinstance(key, str) else key).hexdigest()
+
+
+def unauthenticated(message: str) -> ServiceError:
+    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message)
+
+
+def bearer(metadata) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value.lower().startswith("bearer "):
+            return value[7:].strip()
+    return None
+
+
+class ApiKeys:
+    """Hashed API keys from a file, re-read when its modification time changes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._hashes: dict[str, str] = {}  # hash -> key name
+        self._mtime: float | None = None
+        self._checked = 0.0
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            mtime = os.stat(self.path).st_mtime
+            if mtime == self._mtime:
+                return
+            hashes = {}
+            with open(self.path) as f:
+                for number, line in enumerate(f, start=1):
+                    line = line.strip()
+                    if not line or line.startswith("#"):
+                        continue
+                    name, _, hashed = line.rpartition(":")
+                    if len(hashed) != 64 or not name:
+                        log.error("API key file line is not name:sha256-hex; skipped",
+                                  extra={"file": self.path, "line": number})
+                        continue
+                    hashes[hashed.lower()] = name
+        except OSError as exc:
+            log.error("API key file unreadable: keeping the keys loaded before",
+                      extra={"file": self.path, "error": exc.strerror})
+            return
+        self._hashes, self._mtime = hashes, mtime
+        log.info("API keys loaded", extra={"file": self.path, "keys": len(hashes)})
+
+    def name_of(self, key: str) -> str | None:
+        now = time.monotonic()
+        if now - self._checked > RELOAD_CHECK_SECONDS:
+            self._checked = now
+            self._load()
+        wanted = digest(key)
+        for hashed, name in self._hashes.items():
+            if hmac.compare_digest(hashed, wanted):
+                return name
+        return None
+
+
+@dataclass
+class Gate:
+    """The decision for one service, from the environment."""
+
+    service: str
+    api_keys: ApiKeys | None = None
+    service_token_hash: str | None = None
+    peers_need_certificates: bool = False
+
+    @classmethod
+    def from_env(cls, service: str) -> Gate:
+        keys_file = os.environ.get("API_KEYS_FILE", "")
+        token = read_secret("SERVICE_TOKEN_FILE")
+        gate = cls(
+            service,
+            api_keys=ApiKeys(keys_file) if keys_file else None,
+            service_token_hash=digest(token) if token else None,
+            peers_need_certificates=env_bool("TLS_REQUIRE_CLIENT_CERT", False),
+        )
+        if gate.open:
+            log.warning("no authentication configured: every caller is accepted "
+                        "(set API_KEYS_FILE, SERVICE_TOKEN_FILE or TLS_REQUIRE_CLIENT_CERT)")
+        return gate
+
+    @property
+    def open(self) -> bool:
+        return self.api_keys is None and self.service_token_hash is None and not self.peers_need_certificates
+
+    def check(self, context: grpc.aio.ServicerContext) -> None:
+        """Raise UNAUTHENTICATED unless the caller shows what this service asks for."""
+        if self.open:
+            return
+        token = bearer(context.invocation_metadata())
+        if self.api_keys is not None and token is not None and self.api_keys.name_of(token) is not None:
+            return
+        service_token = self.service_token_hash is not None and token is not None
+        if service_token and hmac.compare_digest(digest(token), self.service_token_hash):
+            return
+        if self.peers_need_certificates and context.auth_context().get("x509_common_name"):
+            return  # the TLS layer verified the certificate against TLS_CA_FILE
+        if self.api_keys is not None:
+            raise unauthenticated(
+                f"{self.service} needs an API key: send the metadata 'authorization: Bearer <key>' "
+                "(ask the operator for a key)" if token is None else
+                f"the API key sent to {self.service} is not valid (revoked or mistyped); ask the operator for a key"
+            )
+        raise unauthenticated(
+            f"{self.service} accepts only musicrec services: present a client certificate (mTLS) or the service token"
+        )
