@@ -1,6 +1,6 @@
 """Architecture table and learning curve, on the same artist-aware split as training.
 
-    python -m training.compare architectures [--archs xception-micro xception-mini mobilenet resnet50]
+    python -m training.compare architectures [--archs ...] [--epochs 20 --patience 6 --crops 2]
     python -m training.compare learning-curve
 
 `architectures` trains every arch on the five grouped folds with the same recipe and budget
@@ -52,7 +52,8 @@ def architectures(args) -> None:
         started = time.time()
         val, votes, params = [], [], 0
         for k, (tr, va) in enumerate(tqdm(folds, desc=arch, unit="fold")):
-            result = train_fold(train.subset(tr), train.subset(va), arch, Recipe(), epochs=args.epochs,
+            recipe = Recipe(crops_per_song=args.crops)
+            result = train_fold(train.subset(tr), train.subset(va), arch, recipe, epochs=args.epochs,
                                 patience=args.patience, lr=2e-3, batch=32, seed=args.seed + k, label=f"{arch} {k}")
             val.append(result.val_accuracy)
             votes.append(clip_probabilities(result.model, result.temperature, held.mels).argmax(1))
@@ -65,7 +66,8 @@ def architectures(args) -> None:
                      "params": int(params), "minutes": round((time.time() - started) / 60, 1)})
         tqdm.write(json.dumps(rows[-1]))
         write(REPORTS / "architectures.json", {
-            "protocol": f"5 grouped folds, same recipe, at most {args.epochs} epochs, patience {args.patience}",
+            "protocol": f"5 grouped folds, same recipe and budget for every arch: {args.crops} crops per clip "
+                        f"and epoch, at most {args.epochs} epochs, patience {args.patience}",
             "seed_table": {"resnet50": 69.17, "xception": 70.83, "mobilenet": 69.17,
                            "note": "the seed's 5-fold means, on random (leaky) folds"},
             "rows": rows,
@@ -128,6 +130,7 @@ def main() -> None:
     parser.add_argument("--arch", default="xception-mini", help="learning curve: the arch to trace")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--crops", type=int, default=4, help="architectures: random crops per clip and epoch")
     parser.add_argument("--holdout", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()

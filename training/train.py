@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -37,6 +38,16 @@ GTZAN_ROOTS = [SHARED / "gtzan_mini" / "genres", SHARED / "gtzan_extra" / "genre
 DEFAULT_OUT = ROOT / "models"
 DEPLOY_MODELS_CONFIG = ROOT / "deploy" / "base" / "tfserving" / "models.config"
 CACHE = ROOT / "var" / "cache" / "clips"
+
+
+def portable(path: str | Path) -> str:
+    """Paths in training.json are relative to the folder holding the checkout (../shared/...),
+    so a fresh clone with ../shared beside it finds the same clips."""
+    return os.path.relpath(Path(path).resolve(), ROOT.parent)
+
+
+def resolve(path: str) -> Path:
+    return (ROOT.parent / path).resolve()
 
 
 @dataclass
@@ -124,8 +135,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     record = {
         "arch": args.arch, "genres": ds.genres, "seed": args.seed, "recipe": asdict(recipe),
-        "sources": [str(s) for s in ([args.catalog] if args.catalog else args.data)],
-        "duplicates_dropped": dropped, "holdout": [ds.paths[i] for i in holdout], "folds": [],
+        "sources": [portable(s) for s in ([args.catalog] if args.catalog else args.data)],
+        "duplicates_dropped": [[portable(a), portable(b)] for a, b in dropped],
+        "holdout": [portable(ds.paths[i]) for i in holdout], "folds": [],
     }
     names = []
     splits = grouped_folds(train_ds.labels, groups[rest], args.folds, args.seed)
@@ -141,7 +153,7 @@ def main() -> None:
         record["folds"].append({
             "model": name, "val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
             "temperature": result.temperature, "seconds": round(result.seconds, 1),
-            "validation": [train_ds.paths[i] for i in va],
+            "validation": [portable(train_ds.paths[i]) for i in va],
             "validation_logits": result.val_logits.round(4).tolist(),
         })
         tqdm.write(f"fold {k}: val accuracy {result.val_accuracy:.3f} at epoch {result.best_epoch}, "

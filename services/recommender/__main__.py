@@ -21,6 +21,7 @@ from services.recommender.servicer import RecommenderServicer
 from services.recommender.upstream import Upstream
 
 log = logging.getLogger("recommender")
+DEFAULTS = RoutingPolicy()
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -58,10 +59,10 @@ async def register(server: grpc.aio.Server) -> Sequence[str]:
         upload_slots=UploadSlots.from_env(),
         upstream_timeout=env_float("UPSTREAM_TIMEOUT_SECONDS", 30.0),
         policy=RoutingPolicy(
-            strategy=env_str("ROUTING", "mass"),
-            mass=env_float("ROUTING_MASS", 0.8),
-            runner_up_below=env_float("RUNNER_UP_BELOW_SHARE", 0.8),
-            prior_weight=env_float("ROUTING_PRIOR_WEIGHT", 0.1),
+            strategy=env_str("ROUTING", DEFAULTS.strategy),
+            mass=env_float("ROUTING_MASS", DEFAULTS.mass),
+            runner_up_below=env_float("RUNNER_UP_BELOW_SHARE", DEFAULTS.runner_up_below),
+            prior_weight=env_float("ROUTING_PRIOR_WEIGHT", DEFAULTS.prior_weight),
         ),
         ef_search=env_int("HNSW_EF_SEARCH", DEFAULT_EF_SEARCH),
     )

@@ -52,7 +52,7 @@ def test_all_and_unknown_taxonomy_search_everything() -> None:
 
 
 def test_catalog_songs_keep_their_catalog_genre() -> None:
-    policy = RoutingPolicy("mass")
+    policy = RoutingPolicy("mass", mass=0.8)
     routes = policy.for_song("jazz", True, unsure_vote(), INDEXED)
     assert [(r.genre, r.reason) for r in routes] == [("jazz", "catalog_genre")]
     # a song the classifier labelled is routed from its stored vote, like an upload
