@@ -195,3 +195,24 @@ def test_classifier_does_not_load_the_tensorflow_runtime(classifier) -> None:
     # before tf_protos.without_tensorflow_runtime.
     rss = resident_mib(classifier.process.pid)
     assert rss < 250, f"classifier holds {rss:.0f} MiB: is the TensorFlow runtime loaded again?"
+
+
+REGIONAL = ROOT / "models-regional"
+REGIONAL_CLIPS = ROOT.parent / "shared" / "data" / "regional_mini" / "genres"
+
+
+@pytest.mark.skipif(not REGIONAL_CLIPS.is_dir(), reason=f"regional clips not found at {REGIONAL_CLIPS}")
+def test_another_taxonomy_is_served_from_its_own_models_config(tmp_path) -> None:
+    """`make train DATA=.../regional_mini/genres NAME=regional MODELS=models-regional` shipped these;
+    the model server and the classifier need nothing but its models.config."""
+    env = {"MODEL_CONFIG_FILE": str(REGIONAL / "models.config")}
+    with (
+        running("services.modelserver", env, tmp_path) as ms,
+        running("services.classifier", {**env, "TF_SERVING_ADDR": ms.address}, tmp_path) as cl,
+    ):
+        clip = sorted((REGIONAL_CLIPS / "rock").glob("*.flac"))[0]
+        y, sr = sf.read(clip, dtype="float32")
+        reply = classify(cl.address, mel_of(y, sr))  # a 15 s clip: padded by the window, tiled on its frames
+    assert sorted(reply.labels) == ["clasico", "cumbia", "folklore", "rap", "reggae", "rock"]
+    assert [f.model_name for f in reply.folds] == [f"regional_fold{k}" for k in range(5)]
+    assert reply.genre in reply.labels and reply.folds_voted == 5
