@@ -229,7 +229,8 @@ def main() -> None:
     plot_confusion(args.out / "confusion.png", genres, cm)
     plot_reliability(args.out / "reliability.png", report["calibration"])
     if "learning_curve" in report:
-        plot_learning_curve(args.out / "learning_curve.png", report["learning_curve"])
+        shipped = (len(train_paths) / len(genres), report["holdout_vote_balanced_accuracy"])
+        plot_learning_curve(args.out / "learning_curve.png", report["learning_curve"], shipped)
     print_report(report)
 
 
@@ -317,8 +318,12 @@ def plot_reliability(path: Path, cal: dict) -> None:
     plt.close(fig)
 
 
-def plot_learning_curve(path: Path, curve: dict) -> None:
+def plot_learning_curve(path: Path, curve: dict, shipped: tuple[float, dict]) -> None:
     fig, ax = plt.subplots(figsize=(7, 5))
+    x, figure = shipped
+    error = [[figure["value"] - figure["ci_low"]], [figure["ci_high"] - figure["value"]]]
+    ax.errorbar([x], [figure["value"]], yerr=error, fmt="*", markersize=12, color="k", capsize=4,
+                label="shipped 5-fold vote")
     for series in curve["series"]:
         x = [p["clips_per_genre"] for p in series["points"]]
         y = [p["balanced_accuracy"]["value"] for p in series["points"]]
