@@ -71,10 +71,11 @@ def load_dataset(sources: list[Path], catalog: Path | None) -> tuple[data.Datase
 
 def train_fold(
     train: data.Dataset, val: data.Dataset, arch: str, recipe: Recipe, *, epochs: int, patience: int,
-    lr: float, batch: int, seed: int, label: str, keep_best: bool = True,
+    lr: float, batch: int, seed: int, label: str, keep_best: bool = True, min_epochs: int = 0,
 ) -> FoldResult:
     """Train one model on `train`; with keep_best, stop early and keep the epoch that scored
-    best on `val` (then fit the temperature there); without, keep the last epoch."""
+    best on `val` (then fit the temperature there), not before `min_epochs` (a validation fold
+    of a few dozen clips crowns lucky early epochs); without, keep the last epoch."""
     import keras
 
     from training.models import build
@@ -98,10 +99,10 @@ def train_fold(
         logits = clip_logits(model, x_val).numpy()
         acc = float(np.mean(logits.argmax(1) == val.labels))
         nll = float(-np.mean(tf.nn.log_softmax(logits).numpy()[np.arange(len(val.labels)), val.labels]))
-        if (acc, -nll) > (best[0], -best[1]):
+        if epoch >= min_epochs - 1 and (acc, -nll) > (best[0], -best[1]):
             best = (acc, nll, model.get_weights(), epoch, logits)
         bar.set_postfix(val_acc=f"{acc:.2f}", best=f"{best[0]:.2f}@{best[3]}")
-        if epoch - best[3] >= patience:
+        if epoch >= min_epochs and epoch - best[3] >= patience:
             break
     if not keep_best:
         return FoldResult(model, logits, acc, epoch, 1.0, time.time() - start)
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=env_int("TRAIN_EPOCHS", 60))
     parser.add_argument("--patience", type=int, default=12)
+    parser.add_argument("--min-epochs", type=int, default=0, help="no early stop and no best epoch before this")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--holdout", type=float, default=0.2, help="share of each genre held out by id block")
@@ -145,6 +147,7 @@ def main() -> None:
         result = train_fold(
             train_ds.subset(tr), train_ds.subset(va), args.arch, recipe, epochs=args.epochs,
             patience=args.patience, lr=args.lr, batch=args.batch, seed=args.seed + k, label=f"fold {k}",
+            min_epochs=args.min_epochs,
         )
         name = f"{args.name}_fold{k}"
         shutil.rmtree(args.out / name, ignore_errors=True)
