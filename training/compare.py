@@ -47,7 +47,9 @@ def clip_probabilities(model, temperature: float, mels: np.ndarray) -> np.ndarra
 def architectures(args) -> None:
     train, held, groups = split(args.seed, args.holdout)
     folds = grouped_folds(train.labels, groups, 5, args.seed)
-    rows: list[dict] = []
+    table = REPORTS / "architectures.json"
+    # rows of archs run before are kept (one arch may be run on its own later)
+    rows: list[dict] = json.loads(table.read_text())["rows"] if table.exists() else []
     for arch in args.archs:
         started = time.time()
         val, votes = [], []
@@ -65,7 +67,7 @@ def architectures(args) -> None:
                    "holdout_vote_balanced_accuracy": balanced_accuracy(held.labels, vote),
                    "params": int(result.model.count_params()), "minutes": round((time.time() - started) / 60, 1)}
             rows = [r for r in rows if r["arch"] != arch] + [row]  # written after every fold
-            write(REPORTS / "architectures.json", {
+            write(table, {
                 "protocol": f"5 grouped folds, same recipe and budget for every arch: {args.crops} crops per "
                             f"clip and epoch, at most {args.epochs} epochs, patience {args.patience}",
                 "seed_table": {"resnet50": 69.17, "xception": 70.83, "mobilenet": 69.17,
