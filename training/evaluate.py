@@ -266,8 +266,10 @@ def print_report(r: dict) -> None:
     if "architectures" in r:
         print("architectures (5 grouped folds, validation accuracy %):")
         for row in r["architectures"]["rows"]:
+            vote = row["holdout_vote_accuracy"]
+            shown = "-" if vote is None else f"{100 * vote:.1f}"
             print(f"  {row['arch']:<15} {100 * row['fold_val_mean']:6.2f} ± {100 * row['fold_val_std']:.2f}  "
-                  f"hold-out vote {100 * row['holdout_vote_accuracy']:.1f}  params {row['params']:,}  "
+                  f"hold-out vote {shown}  params {row['params']:,}  "
                   f"folds {row.get('folds_done', 5)}/5, {row['minutes']} min")
 
 
