@@ -114,6 +114,18 @@ def test_featurizer_down_is_unavailable(synthetic_index: Catalog, classifier, tm
         channel.close()
 
 
+def sigterm_under_load(rec: Proc, threads: list[threading.Thread]) -> float:
+    """Start the client threads, SIGTERM the server a second later, wait for its clean exit;
+    the time of the signal."""
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    sigterm_at = time.monotonic()
+    rec.process.send_signal(signal.SIGTERM)
+    assert rec.process.wait(30) == 0
+    return sigterm_at
+
+
 def test_sigterm_under_load_drains_in_flight_requests(synthetic_index: Catalog, featurizer, classifier, tmp_path):
     env = recommender_env(synthetic_index, featurizer, classifier, SHUTDOWN_GRACE_SECONDS="20")
     with running("services.recommender", env, tmp_path) as rec:
@@ -140,12 +152,7 @@ def test_sigterm_under_load_drains_in_flight_requests(synthetic_index: Catalog, 
                 slow_upload["error"] = exc
 
         threads = [threading.Thread(target=hammer) for _ in range(4)] + [threading.Thread(target=upload_slowly)]
-        for t in threads:
-            t.start()
-        time.sleep(1.0)
-        sigterm_at = time.monotonic()
-        rec.process.send_signal(signal.SIGTERM)
-        assert rec.process.wait(30) == 0
+        sigterm_at = sigterm_under_load(rec, threads)
         stop.set()
         for t in threads:
             t.join()
@@ -182,12 +189,7 @@ def test_sigterm_lets_every_in_flight_by_id_call_complete(synthetic_index: Catal
             channel.close()
 
         threads = [threading.Thread(target=client) for _ in range(8)]
-        for t in threads:
-            t.start()
-        time.sleep(1.0)
-        sigterm_at = time.monotonic()
-        rec.process.send_signal(signal.SIGTERM)
-        assert rec.process.wait(30) == 0
+        sigterm_at = sigterm_under_load(rec, threads)
         for t in threads:
             t.join()
     codes = Counter(code for _, code in outcomes)
