@@ -53,16 +53,23 @@ def predict_folds(models_dir: Path, names: list[str], mels: np.ndarray) -> np.nd
     return np.stack(out)
 
 
+def fold_masks(record: dict, clips: int):
+    """(fold record, mask of its validation clips) for each fold: the fold clips are loaded as the
+    folds' validation lists one after another, so fold k owns the k-th run of them."""
+    start = 0
+    for fold in record["folds"]:
+        inside = np.zeros(clips, bool)
+        inside[start : start + len(fold["validation"])] = True
+        start += len(fold["validation"])
+        yield fold, inside
+
+
 def out_of_fold(record: dict, train: data.Dataset, genres: list[str]) -> dict:
     """Every fold clip predicted by the fold model that did not train on it (and by the
     features-only baseline trained on the same other folds): 142 artist-aware test clips
     instead of the hold-out's few, for a tighter interval (single models, not the vote)."""
-    cnn, base, start = [], [], 0
-    for fold in record["folds"]:
-        n = len(fold["validation"])
-        inside = np.zeros(len(train.labels), bool)
-        inside[start : start + n] = True
-        start += n
+    cnn, base = [], []
+    for fold, inside in fold_masks(record, len(train.labels)):
         cnn.append(np.array(fold["validation_logits"]).argmax(1))
         base.append(features_baseline(train.subset(np.flatnonzero(~inside)), train.subset(np.flatnonzero(inside))))
     y = train.labels
@@ -126,18 +133,14 @@ def out_of_fold_pairs(record: dict, train: data.Dataset, genres: list[str]) -> l
     """Per fold: a catalog of the other folds' clips, and the fold's validation clips as queries
     with the calibrated prediction of the fold model that did not train on them
     (train.paths lists the folds' validation clips in fold order)."""
-    pairs, start = [], 0
-    for fold in record["folds"]:
-        n = len(fold["validation"])
-        inside = np.zeros(len(train.paths), bool)
-        inside[start : start + n] = True
-        start += n
+    pairs = []
+    for fold, inside in fold_masks(record, len(train.paths)):
         catalog = CatalogClips([Path(p).stem for p in np.array(train.paths)[~inside]],
                                [genres[i] for i in train.labels[~inside]], train.vectors[~inside])
         votes = []
         for p in calibrated(np.array(fold["validation_logits"]), fold["temperature"]):
             ranking = [genres[i] for i in np.argsort(-p)]
-            votes.append(Vote(ranking, {g: float(p[genres.index(g)]) for g in ranking}, 1.0))
+            votes.append(Vote(ranking, {g: float(q) for g, q in zip(genres, p, strict=True)}, 1.0))
         queries = Queries(train.vectors[inside], [genres[i] for i in train.labels[inside]], votes)
         pairs.append((CatalogIndex(catalog), queries))
     return pairs

@@ -27,6 +27,19 @@ def _translate(service: str, address: str, error: grpc.aio.AioRpcError) -> Servi
     return unavailable(f"{service} at {address} failed ({error.code().name}: {error.details()}); retry with backoff")
 
 
+async def _requests(
+    chunks: AsyncIterator[bytes], filename: str
+) -> AsyncIterator[featurizer_pb2.FeaturizeStreamRequest]:
+    """FeaturizeStream messages: the filename rides on the first; no chunk at all still sends
+    one empty message, so the featurizer says the upload is empty."""
+    first = True
+    async for chunk in chunks:
+        yield featurizer_pb2.FeaturizeStreamRequest(chunk=chunk, filename=filename if first else "")
+        first = False
+    if first:
+        yield featurizer_pb2.FeaturizeStreamRequest(chunk=b"", filename=filename)
+
+
 class Upstream:
     def __init__(self, featurizer_addr: str, classifier_addr: str) -> None:
         self.featurizer_addr = featurizer_addr
@@ -39,24 +52,15 @@ class Upstream:
     async def featurize(self, data: bytes, filename: str, timeout: float) -> featurizer_pb2.FeaturizeStreamResponse:
         """A whole file (ingestion)."""
 
-        async def chunks() -> AsyncIterator[featurizer_pb2.FeaturizeStreamRequest]:
-            for number, chunk in enumerate(split_chunks(data)):
-                yield featurizer_pb2.FeaturizeStreamRequest(chunk=chunk, filename=filename if number == 0 else "")
+        async def pieces() -> AsyncIterator[bytes]:
+            for chunk in split_chunks(data):
+                yield chunk
 
-        return await self._featurize_stream(chunks(), timeout, None)
+        return await self._featurize_stream(_requests(pieces(), filename), timeout, None)
 
     async def featurize_upload(self, upload: HeaderedUpload, timeout: float) -> featurizer_pb2.FeaturizeStreamResponse:
         """Pass an upload's chunks on to the featurizer as they arrive (nothing is buffered here)."""
-
-        async def chunks() -> AsyncIterator[featurizer_pb2.FeaturizeStreamRequest]:
-            first = True
-            async for chunk in upload.chunks():
-                yield featurizer_pb2.FeaturizeStreamRequest(chunk=chunk, filename=upload.filename if first else "")
-                first = False
-            if first:  # no chunk at all: let the featurizer say the upload is empty
-                yield featurizer_pb2.FeaturizeStreamRequest(chunk=b"", filename=upload.filename)
-
-        return await self._featurize_stream(chunks(), timeout, upload)
+        return await self._featurize_stream(_requests(upload.chunks(), upload.filename), timeout, upload)
 
     async def _featurize_stream(
         self,
