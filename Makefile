@@ -17,9 +17,12 @@ NAME    ?= xception
 MODELS  ?= models
 REPORTS ?= reports
 # every process gets a numba cache of its own (a shared one segfaulted under concurrent writers)
+# The contracts as last released (a buf image): changes must stay wire- and source-compatible.
+PROTO_BASELINE = protos/released/musicrec-v1.json
+BUF_BREAKING = $(BIN)/buf breaking --against $(PROTO_BASELINE)
 NUMBA   = NUMBA_CACHE_DIR=$(CURDIR)/var/numba/$@
 
-.PHONY: help setup protos test test-fast lint deploy-check demo bench bench-recommend train evaluate compare modelserver clean
+.PHONY: help proto-release setup protos test test-fast lint deploy-check demo bench bench-recommend train evaluate compare modelserver clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -42,12 +45,17 @@ setup: $(GEN) ## virtualenv, packages, generated gRPC stubs
 protos: $(GEN) ## generate Python stubs from protos/ (and buf lint them)
 	$(BIN)/buf lint
 
-lint: $(GEN) ## ruff + buf lint
+lint: $(GEN) ## ruff + buf lint + buf breaking against the released contracts
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/buf lint
+	$(BUF_BREAKING)
+
+proto-release: setup ## after a release: make the current protos the baseline buf breaking checks against
+	$(BIN)/buf build --exclude-source-info -o $(PROTO_BASELINE)
 
 test: setup ## the whole test suite: lint, deploy-check, unit tests, then real servers on loopback
 	$(BIN)/buf lint
+	$(BUF_BREAKING)
 	$(BIN)/ruff check $(LINTED)
 	@if command -v kubectl >/dev/null; then $(MAKE) --no-print-directory deploy-check; \
 	  else echo "deploy-check SKIPPED: kubectl not installed (needed for kubectl kustomize)"; fi

@@ -1,7 +1,8 @@
 """Write a catalog CSV for a folder of <root>/<genre>/<file> clips (GTZAN, regional_mini, ...).
 
-GTZAN carries no titles, artists or dates: the title is the clip name, artist and date are
-left unknown. The CSV holds paths only; the audio stays in ../shared/data.
+Titles, artists, albums and dates are left empty: the ingestion reads them from the files'
+tags (GTZAN clips carry none, so their title is the clip name). The CSV holds paths only; the
+audio stays in ../shared/data.
 
     python -m devtools.demo_catalog --data ../shared/data/gtzan_mini/genres --out var/demo/catalog.csv
 """
@@ -9,6 +10,7 @@ left unknown. The CSV holds paths only; the audio stays in ../shared/data.
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
 
 from services.recommender.catalog import CatalogSong, write_catalog
@@ -23,7 +25,7 @@ def folder_catalog(root: Path) -> list[CatalogSong]:
         songs.append(
             CatalogSong(
                 id=path.stem,
-                title=path.stem.replace(".", " ").title(),
+                title="",
                 artist="",
                 release_date="",
                 genre=genre,
@@ -31,6 +33,21 @@ def folder_catalog(root: Path) -> list[CatalogSong]:
             )
         )
     return songs
+
+
+def manifest_catalog(root: Path) -> list[CatalogSong]:
+    """A flat folder with a manifest.csv of file,genre rows (../shared/data/full_songs)."""
+    manifest = root / "manifest.csv"
+    if not manifest.exists():
+        return []
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        CatalogSong(id=Path(r["file"]).stem, title="", artist="", release_date="", genre=r["genre"].strip().lower(),
+                    audio_path=(root / r["file"]).resolve())
+        for r in rows
+        if (root / r["file"]).exists()
+    ]
 
 
 def main() -> None:

@@ -5,9 +5,10 @@
 
 Starts Redis (when redis-server is installed), the local TF Serving stand-in with the fold
 models (default: the shipped GTZAN ones), the featurizer, the classifier, ingests a catalog of
-the <genre>/<clip> folder given (default: the GTZAN clips in ../shared/data, or synthetic songs
-when they are absent), starts the recommender and prints a top-5 table for one catalog song
-and for one uploaded file.
+the <genre>/<clip> folder given (default: the GTZAN clips and the full songs in ../shared/data,
+or synthetic songs when they are absent), starts the recommender and prints one answer of each
+call: a catalog song, an uploaded file, a playlist of seeds, a path between two songs, and a
+request with exclusions, a no-repeat window and diversity.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from devtools.demo_catalog import folder_catalog
+from devtools.demo_catalog import folder_catalog, manifest_catalog
 from devtools.localrun import ROOT, running, start_redis
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.transport import sync_channel
@@ -27,6 +28,7 @@ from services.recommender import ingest
 from services.recommender.catalog import write_catalog
 
 GTZAN = ROOT.parent / "shared" / "data" / "gtzan_mini" / "genres"
+FULL_SONGS = ROOT.parent / "shared" / "data" / "full_songs"
 WORK = ROOT / "var" / "demo"
 
 
@@ -34,7 +36,7 @@ def demo_catalog(data: Path, work: Path) -> tuple[Path, str, Path]:
     """(catalog CSV, a song id to query, a file to upload)."""
     if data == GTZAN and GTZAN.is_dir():
         path = work / "catalog.csv"
-        write_catalog(path, folder_catalog(GTZAN))
+        write_catalog(path, folder_catalog(GTZAN) + manifest_catalog(FULL_SONGS))
         return path, "disco.00004", GTZAN / "classical" / "classical.00007.wav"
     if data != GTZAN:
         songs = folder_catalog(data)
@@ -53,17 +55,25 @@ def demo_catalog(data: Path, work: Path) -> tuple[Path, str, Path]:
     return path, "beats-02", work / "synthetic" / "chirps-03.wav"
 
 
-def print_table(title: str, recommendations) -> None:
+def song_cells(s) -> str:
+    length = f"{int(s.duration_seconds) // 60}:{int(s.duration_seconds) % 60:02d}" if s.duration_seconds else "?"
+    return (
+        f"{s.title[:18]:<18} {(s.artist or 'unknown')[:14]:<14} {(s.album or '-')[:14]:<14} "
+        f"{s.year or '-'!s:<5} {length:>5} {s.genre:<9}"
+    )
+
+
+def print_table(title: str, recommendations, seeds: bool = False) -> None:
     print(f"\n{title}")
-    header = f"  {'#':>2}  {'title':<22} {'artist':<14} {'released':<10} {'genre':<10} {'sim':>6}  why"
+    columns = f"{'title':<18} {'artist':<14} {'album':<14} {'year':<5} {'len':>5} {'genre':<9}"
+    header = f"  {'#':>2}  {columns} {'sim':>6}  why"
     print(header)
-    print("  " + "-" * (len(header) + 20))
+    print("  " + "-" * (len(header) + 40))
     for rank, rec in enumerate(recommendations, start=1):
-        s = rec.song
-        print(
-            f"  {rank:>2}  {s.title[:22]:<22} {(s.artist or 'unknown')[:14]:<14} {s.release_date or 'unknown':<10} "
-            f"{s.genre:<10} {rec.similarity:6.3f}  {rec.reason}"
-        )
+        extra = ""
+        if seeds:
+            extra = " [" + ", ".join(f"{s.seed} {s.similarity:.2f}" for s in rec.seed_similarities) + "]"
+        print(f"  {rank:>2}  {song_cells(rec.song)} {rec.similarity:6.3f}  {rec.reason}{extra}")
 
 
 def upload(stub: recommender_pb2_grpc.RecommenderServiceStub, path: Path) -> recommender_pb2.RecommendByAudioResponse:
@@ -77,6 +87,48 @@ def upload(stub: recommender_pb2_grpc.RecommenderServiceStub, path: Path) -> rec
 
 def routing(reply) -> str:
     return ", ".join(f"{r.genre} ({r.weight:.2f})" for r in reply.routing)
+
+
+def more_calls(stub: recommender_pb2_grpc.RecommenderServiceStub, song_id: str, upload_path: Path, target: str) -> None:
+    """One answer of each of the playlist, path and options calls (the path ends at `target`)."""
+    by_id = stub.RecommendById(recommender_pb2.RecommendByIdRequest(song_id=song_id), timeout=30)
+    other = by_id.recommendations[-1].song.id
+    seeds = recommender_pb2.RecommendBySeedsRequest(
+        seeds=[
+            recommender_pb2.Seed(song_id=song_id, weight=2),
+            recommender_pb2.Seed(song_id=other),
+            recommender_pb2.Seed(
+                audio=recommender_pb2.AudioFile(filename=upload_path.name, data=upload_path.read_bytes())
+            ),
+        ]
+    )
+    mix = stub.RecommendBySeeds(seeds, timeout=120)
+    weights = ", ".join(f"{s.label} ({s.genre}, {s.weight:.2f})" for s in mix.seeds)
+    print_table(f"A playlist of 3 seeds: {weights}:", mix.recommendations, seeds=True)
+
+    request = recommender_pb2.FindPathRequest(from_song_id=song_id, to_song_id=target, count=6)
+    path = stub.FindPath(request, timeout=60)
+    print(f"\nA path of {len(path.steps)} songs from {path.start.title} ({path.start.genre}) "
+          f"to {path.end.title} ({path.end.genre}):")
+    for n, step in enumerate(path.steps, start=1):
+        turn = " (genre changes)" if step.genre_changed else ""
+        print(f"  {n:>2}  {song_cells(step.song)}  prev {step.similarity_to_previous:.2f}  "
+              f"target {step.similarity_to_target:.2f}{turn}  {step.reason}")
+
+    options = recommender_pb2.RecommendOptions(
+        k=5, diversity=0.5, exclude_ids=[by_id.recommendations[0].song.id], min_similarity=0.2,
+        no_repeat_artist_within=3, min_duration_seconds=20,
+    )
+    picked = stub.RecommendById(recommender_pb2.RecommendByIdRequest(song_id=song_id, options=options), timeout=30)
+    print_table(
+        f"{song_id} again, without {by_id.recommendations[0].song.id}, diversity 0.5, similarity >= 0.2:",
+        picked.recommendations,
+    )
+    if picked.HasField("shortfall"):
+        print(f"  short: {picked.shortfall.message}")
+    strict = recommender_pb2.RecommendOptions(k=5, min_similarity=0.8)
+    short = stub.RecommendById(recommender_pb2.RecommendByIdRequest(song_id=song_id, options=strict), timeout=30)
+    print(f"\nWith min_similarity 0.8: {short.shortfall.message or 'all 5 qualified'}")
 
 
 def main() -> int:
@@ -134,6 +186,7 @@ def main() -> int:
             f"genre {vote.genre} ({vote.note}); searched {routing(by_audio)}:",
             by_audio.recommendations,
         )
+        more_calls(stub, song_id, upload_path, by_audio.recommendations[0].song.id)
         print(f"\nindex generation {by_audio.index_generation}; recommender at {rec.address}")
     return 0
 

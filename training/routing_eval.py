@@ -15,6 +15,7 @@ import numpy as np
 
 from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.build import build_generation
+from services.recommender.options import Options
 from services.recommender.routing import STRATEGIES, RoutingPolicy, Vote
 from services.recommender.search import Query, recommend
 from services.recommender.store import SongRecord, load_current
@@ -50,7 +51,7 @@ class CatalogIndex:
         ids = queries.ids or [""] * len(queries.truths)
         for raw, truth, vote, song_id in zip(queries.vectors, queries.truths, queries.votes, ids, strict=True):
             routes = policy.for_vote(vote, self.index.genres)
-            query = Query(raw, routes, k, exclude_id=song_id, policy=policy, fill=self.index.genres)
+            query = Query.one(raw, routes, Options(k=k), song_id, policy=policy, fill=self.index.genres)
             result = recommend(self.index, query)
             shares.append(np.mean([h.song.genre == truth for h in result.hits]))
             searched.append(len(routes))

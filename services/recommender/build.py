@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from services.recommender.index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, GenreIndex
+from services.recommender.reasons import typical_gaps
 from services.recommender.store import CURRENT, SongRecord, current_generation, generation_name
 
 KEEP_GENERATIONS = 3
@@ -51,13 +52,16 @@ def build_generation(
     raw = np.asarray(raw, dtype=np.float32)
     scaler = StandardScaler().fit(raw)
     standardised = scaler.transform(raw).astype(np.float32)
-    genres = sorted({s.genre for s in songs})
+    labels = np.array([s.genre for s in songs])
+    genre_rows = {g: np.flatnonzero(labels == g) for g in sorted(set(labels.tolist()))}
     files = {}
-    for number, genre in enumerate(tqdm(genres, desc="indexing genres", unit="genre", disable=not progress)):
-        rows = np.array([i for i, s in enumerate(songs) if s.genre == genre], dtype=np.int64)
+    for number, genre in enumerate(tqdm(genre_rows, desc="indexing genres", unit="genre", disable=not progress)):
+        rows = genre_rows[genre]
         graph = GenreIndex.build(standardised[rows], rows, m=m, ef_construction=ef_construction)
         files[genre] = {"file": f"hnsw-{number:02d}.bin", "count": len(rows)}
         graph.save(tmp / files[genre]["file"])
+    position = {name: i for i, name in enumerate(feature_names)}
+    columns = {group: np.array([position[n] for n in names]) for group, names in feature_groups.items()}
     np.save(tmp / "raw.npy", raw)
     np.savez(tmp / "scaler.npz", mean=scaler.mean_, scale=scaler.scale_)
     (tmp / "songs.json").write_text(json.dumps([asdict(s) for s in songs]))
@@ -68,6 +72,7 @@ def build_generation(
         "feature_groups": {group: list(names) for group, names in feature_groups.items()},
         "songs": len(songs),
         "genres": files,
+        "typical_gaps": typical_gaps(columns, standardised, genre_rows),
         "hnsw": {"space": "cosine", "M": m, "ef_construction": ef_construction},
         "source": source,
     }

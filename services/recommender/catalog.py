@@ -1,4 +1,6 @@
-"""The catalog CSV: one row per song (id, title, artist, release_date, genre, audio_path)."""
+"""The catalog CSV: one row per song (id, title, artist, release_date, genre, audio_path[, album]).
+
+Empty title, artist, album and release_date are filled at ingestion from the file's own tags."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 COLUMNS = ["id", "title", "artist", "release_date", "genre", "audio_path"]
+OPTIONAL = ["album"]
 
 
 @dataclass(frozen=True)
@@ -18,13 +21,14 @@ class CatalogSong:
     release_date: str  # ISO YYYY-MM-DD (or YYYY / YYYY-MM) or "" when unknown
     genre: str  # the catalog's label; "" lets the classifier decide at ingestion
     audio_path: Path
+    album: str = ""
 
 
 class CatalogError(ValueError):
     pass
 
 
-def _check_date(value: str, where: str) -> str:
+def check_date(value: str, where: str) -> str:
     value = value.strip()
     if not value:
         return ""
@@ -60,9 +64,10 @@ def read_catalog(path: Path) -> list[CatalogSong]:
                     id=song_id,
                     title=row["title"].strip(),
                     artist=row["artist"].strip(),
-                    release_date=_check_date(row["release_date"], where),
+                    release_date=check_date(row["release_date"], where),
                     genre=row["genre"].strip().lower(),
                     audio_path=audio if audio.is_absolute() else (path.parent / audio).resolve(),
+                    album=(row.get("album") or "").strip(),
                 )
             )
     return songs
@@ -72,6 +77,6 @@ def write_catalog(path: Path, songs: list[CatalogSong]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
+        writer.writerow(COLUMNS + OPTIONAL)
         for s in songs:
-            writer.writerow([s.id, s.title, s.artist, s.release_date, s.genre, str(s.audio_path)])
+            writer.writerow([s.id, s.title, s.artist, s.release_date, s.genre, str(s.audio_path), s.album])

@@ -17,7 +17,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,10 @@ from tqdm import tqdm
 from services.common.config import env_str
 from services.common.errors import ServiceError, describe
 from services.recommender.build import build_generation
-from services.recommender.catalog import COLUMNS, CatalogSong, read_catalog
+from services.recommender.catalog import COLUMNS, CatalogError, CatalogSong, check_date, read_catalog
 from services.recommender.routing import from_classification
 from services.recommender.store import SongRecord
+from services.recommender.tags import FileTags, read_tags
 from services.recommender.upstream import Upstream
 
 
@@ -39,6 +40,8 @@ class Analysed:
     share: float
     ranking: list[str]
     probabilities: dict[str, float]
+    song_seconds: float = 0.0  # the decoded song's length
+    tags: dict = field(default_factory=dict)  # FileTags as a dict
 
 
 class Analyser:
@@ -64,11 +67,15 @@ class Analyser:
         cached = self.cache_root / self.schema_version / f"{hashlib.sha256(data).hexdigest()}.json"
         if cached.exists():
             entry = json.loads(cached.read_text())
-            if "probabilities" in entry:  # entries from before calibration are analysed again
+            if "tags" in entry:  # entries from before tags (or calibration) are analysed again
                 return Analysed(**{k: entry[k] for k in Analysed.__dataclass_fields__})
         features = await self.upstream.featurize(data, path.name, self.timeout)
         vote = from_classification(await self.upstream.classify(features.mel, self.timeout))
-        result = Analysed(list(features.features.values), vote.ranking[0], vote.share, vote.ranking, vote.probabilities)
+        tags = await asyncio.to_thread(read_tags, path)
+        result = Analysed(
+            list(features.features.values), vote.ranking[0], vote.share, vote.ranking, vote.probabilities,
+            features.window.song_seconds, asdict(tags),
+        )
         cached.write_text(json.dumps({**asdict(result), "file": str(path)}))
         return result
 
@@ -93,23 +100,34 @@ async def analyse_catalog(
     return done, failed
 
 
+def song_record(song: CatalogSong, analysed: Analysed) -> SongRecord:
+    """The catalog's row, its empty fields filled from the file's tags (the title, at worst, from
+    the file name), with the vote the classifier gave."""
+    tags = FileTags(**analysed.tags)
+    try:
+        date = song.release_date or check_date(tags.date, str(song.audio_path))
+    except CatalogError:
+        date = ""
+    return SongRecord(
+        id=song.id,
+        title=song.title or tags.title or song.audio_path.stem,
+        artist=song.artist or tags.artist,
+        release_date=date,
+        genre=song.genre or analysed.predicted,
+        predicted_genre=analysed.predicted,
+        vote_share=analysed.share,
+        ranking=analysed.ranking,
+        probabilities=analysed.probabilities,
+        genre_source="catalog" if song.genre else "classifier",
+        album=song.album or tags.album,
+        duration_seconds=round(analysed.song_seconds or tags.duration_seconds, 3),
+        year=int(date[:4]) if date else 0,
+    )
+
+
 def records(songs: list[CatalogSong], analysed: dict[str, Analysed]) -> tuple[list[SongRecord], np.ndarray]:
     kept = [s for s in songs if s.id in analysed]
-    rows = [
-        SongRecord(
-            id=s.id,
-            title=s.title,
-            artist=s.artist,
-            release_date=s.release_date,
-            genre=s.genre or analysed[s.id].predicted,
-            predicted_genre=analysed[s.id].predicted,
-            vote_share=analysed[s.id].share,
-            ranking=analysed[s.id].ranking,
-            probabilities=analysed[s.id].probabilities,
-            genre_source="catalog" if s.genre else "classifier",
-        )
-        for s in kept
-    ]
+    rows = [song_record(s, analysed[s.id]) for s in kept]
     return rows, np.array([analysed[s.id].vector for s in kept], dtype=np.float32)
 
 

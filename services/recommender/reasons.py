@@ -1,30 +1,99 @@
-"""Say in a few words why two songs are close: the feature groups they agree on most.
+"""Say why this hit, in numbers: the feature groups on which it is unusually close to the query.
+
+A group's gap is the mean absolute difference of its standardised features, query against hit.
+Raw gaps rank the same low-variance groups first for every hit, so each gap is divided by the
+gap between songs of the hit's genre and their 5 nearest neighbours (its typical gap,
+measured once per index generation): the contrast. The reason names the groups with the
+lowest contrast, i.e. where this hit is closest compared with what any near song would be.
+
+Within one answer, sentences() avoids naming the same group for every hit (see there).
 
 The groups (timbre, tempo, harmony, ...) come from the featurizer's schema, copied into the
-index manifest at ingestion; nothing here knows the featurizer's feature names."""
+index manifest at ingestion; nothing here knows the featurizer's feature names.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from services.recommender.store import IndexSet
 
-def explain(
-    groups: dict[str, np.ndarray],
-    names: list[str],
-    query_z: np.ndarray,
-    hit_z: np.ndarray,
-    query_raw: np.ndarray,
-    hit_raw: np.ndarray,
-    top: int = 2,
-) -> str:
-    """E.g. "closest in tempo (120 vs 123 BPM) and timbre" (standardised distance per group)."""
-    gaps = {label: float(np.mean(np.abs(query_z[cols] - hit_z[cols]))) for label, cols in groups.items()}
-    closest = sorted(gaps, key=gaps.get)[:top]
-    words = []
-    for label in closest:
-        if label == "tempo" and "tempo" in names:
+NEIGHBOURS = 5
+SAMPLE = 300  # songs per genre whose neighbourhoods set the typical gaps
+
+
+@dataclass(frozen=True)
+class Reason:
+    group: str
+    gap: float
+    typical_gap: float
+    contrast: float
+    detail: str = ""
+
+
+def group_gaps(groups: dict[str, np.ndarray], a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean |a - b| per group; a and b are [..., F] standardised vectors."""
+    return {g: np.mean(np.abs(a[..., cols] - b[..., cols]), axis=-1) for g, cols in groups.items()}
+
+
+def typical_gaps(
+    groups: dict[str, np.ndarray], z: np.ndarray, genre_rows: dict[str, np.ndarray], seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Per genre and group: the median gap between a song and its nearest neighbours in the genre
+    (exact cosine neighbours of a sample of at most SAMPLE songs)."""
+    rng = np.random.default_rng(seed)
+    unit = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    typical: dict[str, dict[str, float]] = {}
+    for genre, rows in genre_rows.items():
+        if len(rows) < 2:
+            typical[genre] = {g: 1.0 for g in groups}
+            continue
+        sample = rng.choice(rows, size=min(SAMPLE, len(rows)), replace=False)
+        sims = unit[sample] @ unit[rows].T  # [sample, genre]
+        sims[sample[:, None] == rows[None, :]] = -np.inf  # not the song itself
+        k = min(NEIGHBOURS, len(rows) - 1)
+        near = rows[np.argpartition(-sims, k - 1, axis=1)[:, :k]]  # [sample, k]
+        gaps = group_gaps(groups, z[sample][:, None, :], z[near])
+        typical[genre] = {g: max(float(np.median(v)), 1e-6) for g, v in gaps.items()}
+    return typical
+
+
+def explain(index_set: IndexSet, query_z: np.ndarray, query_raw: np.ndarray, row: int) -> list[Reason]:
+    """Every group's Reason for this hit, most distinctive (lowest contrast) first."""
+    song = index_set.songs[row]
+    typical = index_set.typical_gaps.get(song.genre, {})
+    gaps = group_gaps(index_set.groups, query_z, index_set.z[row])
+    names = index_set.feature_names
+    reasons = []
+    for group, gap in gaps.items():
+        usual = typical.get(group, 1.0)
+        detail = ""
+        if group == "tempo" and "tempo" in names:
             t = names.index("tempo")
-            words.append(f"tempo ({query_raw[t]:.0f} vs {hit_raw[t]:.0f} BPM)")
-        else:
-            words.append(label)
-    return "closest in " + " and ".join(words)
+            detail = f"{query_raw[t]:.0f} vs {index_set.raw[row, t]:.0f} BPM"
+        reasons.append(Reason(group, float(gap), usual, float(gap) / usual, detail))
+    return sorted(reasons, key=lambda r: r.contrast)
+
+
+REPEAT_PENALTY = 0.5  # a group already named in this answer must stand out this much more
+
+
+def sentences(answer: list[list[Reason]], top: int = 2) -> list[str]:
+    """One sentence per hit, naming its `top` most distinctive groups. Within one answer a group
+    already named counts (1 + REPEAT_PENALTY * times named) worse, so each hit says what sets it
+    apart rather than what all of them share; the full ranking stays in the Reason lists."""
+    named: dict[str, int] = {}
+    out = []
+    for reasons in answer:
+        chosen = sorted(reasons, key=lambda r: r.contrast * (1 + REPEAT_PENALTY * named.get(r.group, 0)))[:top]
+        chosen.sort(key=lambda r: r.contrast)
+        for r in chosen:
+            named[r.group] = named.get(r.group, 0) + 1
+        words = [f"{r.group} ({r.detail + '; ' if r.detail else ''}{r.contrast:.2f}x the usual gap)" for r in chosen]
+        lead = "unusually close in " if chosen and chosen[0].contrast < 1.0 else "closest for its genre in "
+        out.append(lead + " and ".join(words))
+    return out

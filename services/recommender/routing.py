@@ -20,27 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from musicrec.v1 import classifier_pb2, recommender_pb2
-from services.common.errors import invalid
+from musicrec.v1 import classifier_pb2
 
-MAX_K = 100
-DEFAULT_K = 5
 STRATEGIES = ("mass", "runner_up", "vote", "all")
-
-
-@dataclass(frozen=True)
-class Options:
-    k: int
-    max_per_artist: int
-
-
-def parse_options(options: recommender_pb2.RecommendOptions) -> Options:
-    """The request's options with the defaults applied, or INVALID_ARGUMENT."""
-    if options.k < 0 or options.k > MAX_K:
-        raise invalid(f"options.k must be between 1 and {MAX_K} (0 means {DEFAULT_K}); got {options.k}")
-    if options.max_per_artist < 0:
-        raise invalid(f"options.max_per_artist must be >= 0 (0 means no cap); got {options.max_per_artist}")
-    return Options(options.k or DEFAULT_K, options.max_per_artist)
 
 
 @dataclass(frozen=True)
@@ -131,3 +113,15 @@ class RoutingPolicy:
         if weight <= 0.0 or top_weight <= 0.0:
             return similarity - 10.0
         return similarity + self.prior_weight * math.log(weight / top_weight)
+
+
+def mix(weighted: list[tuple[float, list[Route]]]) -> list[Route]:
+    """Several seeds' routes as one (RecommendBySeeds): each seed's route weights are
+    normalised to sum to 1, then summed with the seed's weight; likeliest genre first."""
+    total = sum(w for w, _ in weighted) or 1.0
+    mixed: dict[str, float] = {}
+    for seed_weight, routes in weighted:
+        norm = sum(r.weight for r in routes) or 1.0
+        for route in routes:
+            mixed[route.genre] = mixed.get(route.genre, 0.0) + seed_weight / total * route.weight / norm
+    return [Route(g, w, "seeds") for g, w in sorted(mixed.items(), key=lambda kv: (-kv[1], kv[0]))]

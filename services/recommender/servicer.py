@@ -6,49 +6,30 @@ search.py, the index in index.py/store.py, the upstream calls in upstream.py.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 
 import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from musicrec.v1 import audio_pb2, recommender_pb2, recommender_pb2_grpc
-from services.common.errors import invalid, not_found, quoted, unavailable
+from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
+from services.common.errors import invalid, quoted
 from services.common.upload import HeaderedUpload, UploadLimits, UploadSlots
+from services.recommender import seeds as seed_requests
 from services.recommender.cache import ResponseCache, cache_key
 from services.recommender.live import LiveIndex
-from services.recommender.routing import Route, RoutingPolicy, Vote, from_classification, parse_options
-from services.recommender.search import Hit, Query, recommend
-from services.recommender.store import IndexSet, SongRecord
+from services.recommender.lookup import check_featurizer_schema, feature_vector, song_row
+from services.recommender.messages import hit_messages, routing_messages, shortfall_message, song_message
+from services.recommender.options import Options, parse_options
+from services.recommender.path import DEFAULT_STEPS, MAX_STEPS, find_path
+from services.recommender.routing import Route, RoutingPolicy, from_classification, mix
+from services.recommender.search import Query, recommend
 from services.recommender.upstream import Upstream
 
 log = logging.getLogger("recommender")
-
-
-def song_message(song: SongRecord) -> recommender_pb2.Song:
-    return recommender_pb2.Song(
-        id=song.id, title=song.title, artist=song.artist, release_date=song.release_date, genre=song.genre
-    )
-
-
-def hit_messages(hits: list[Hit]) -> list[recommender_pb2.Recommendation]:
-    return [
-        recommender_pb2.Recommendation(song=song_message(h.song), similarity=h.similarity, reason=h.reason)
-        for h in hits
-    ]
-
-
-def routing_messages(routes: list[Route]) -> dict:
-    """The response fields that say which genres were searched, and with what weight."""
-    return {
-        "searched_genres": [r.genre for r in routes],
-        "routing": [recommender_pb2.GenreWeight(genre=r.genre, weight=r.weight, reason=r.reason) for r in routes],
-    }
-
-
-def stored_vote(song: SongRecord) -> Vote:
-    return Vote(song.ranking or [song.genre], song.probabilities, song.vote_share)
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
@@ -68,31 +49,26 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         self._upstream = upstream
         self._upload_limits = upload_limits
         self._upload_slots = upload_slots
-        self._timeout = upstream_timeout
+        self._upstream_timeout = upstream_timeout
         self._policy = policy
         self._ef = ef_search
 
-    def _song_row(self, index: IndexSet, song_id: str) -> int:
-        if not song_id.strip():
-            raise invalid("song_id is empty: pass a catalog id (GetSong looks one up)")
-        row = index.by_id.get(song_id)
-        if row is None:
-            raise not_found(
-                f"song {quoted(song_id)} is not in the catalog (index generation {index.generation}, "
-                f"{len(index.songs)} songs); check the id, or upload the audio with RecommendByAudio"
-            )
-        return row
+    def _query(self, raw: np.ndarray, routes: list[Route], options: Options, exclude_id: str = "", **kw) -> Query:
+        return Query.one(raw, routes, options, exclude_id, policy=self._policy, **kw)
 
-    def _query(self, raw: np.ndarray, routes: list[Route], options, **extra) -> Query:
-        return Query(raw, routes, options.k, options.max_per_artist, policy=self._policy, **extra)
+    def _timeout(self, context: grpc.aio.ServicerContext) -> float:
+        remaining = context.time_remaining()
+        return self._upstream_timeout if remaining is None else min(self._upstream_timeout, remaining)
 
     async def RecommendById(
         self, request: recommender_pb2.RecommendByIdRequest, context: grpc.aio.ServicerContext
     ) -> recommender_pb2.RecommendByIdResponse:
         options = parse_options(request.options)
         index = self._live.get()
-        row = self._song_row(index, request.song_id)
-        key = cache_key(index.generation, "id", request.song_id, options.k, options.max_per_artist)
+        row = song_row(index, request.song_id)
+        # every option shapes the answer: the key holds a digest of them all
+        digest = hashlib.sha256(request.options.SerializeToString(deterministic=True)).hexdigest()[:32]
+        key = cache_key(index.generation, "id", request.song_id, digest)
         cached = await self._cache.get(key)
         if cached is not None:
             try:
@@ -102,7 +78,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             except DecodeError:
                 log.warning("unreadable cache entry ignored", extra={"key": key})
         song = index.songs[row]
-        routes = self._policy.for_song(song.genre, song.genre_source == "catalog", stored_vote(song), index.genres)
+        routes = self._policy.for_song(
+            song.genre, song.genre_source == "catalog", seed_requests.stored_vote(song), index.genres
+        )
         query = self._query(index.raw[row], routes, options, exclude_id=song.id, fill=index.genres)
         result = recommend(index, query, self._ef)
         response = recommender_pb2.RecommendByIdResponse(
@@ -110,6 +88,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             recommendations=hit_messages(result.hits),
             index_generation=index.generation,
             **routing_messages(result.routes),
+            **shortfall_message(result.shortfall),
         )
         await self._cache.put(key, response.SerializeToString())
         return response
@@ -124,10 +103,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             await upload.read_header()
             options = parse_options(upload.options)  # refused before any audio is read
             index = self._live.get()
-            remaining = context.time_remaining()
-            timeout = self._timeout if remaining is None else min(self._timeout, remaining)
+            timeout = self._timeout(context)
             analysis = await self._upstream.featurize_upload(upload, timeout)
-        self._check_schema(index, analysis.features)
+        check_featurizer_schema(index, analysis.features)
         vote = await self._upstream.classify(analysis.mel, timeout)
         routes = self._policy.for_vote(from_classification(vote), index.genres)
         raw = np.asarray(analysis.features.values, dtype=np.float32)
@@ -138,34 +116,15 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             window=analysis.window,
             index_generation=index.generation,
             **routing_messages(result.routes),
+            **shortfall_message(result.shortfall),
         )
-
-    def _check_schema(self, index: IndexSet, features: audio_pb2.FeatureVector) -> None:
-        if features.schema_version != index.schema_version:
-            raise unavailable(
-                f"featurizer speaks feature schema {features.schema_version!r} but the index was built with "
-                f"{index.schema_version!r}: re-run the ingestion with this featurizer"
-            )
 
     async def RecommendByFeatures(
         self, request: recommender_pb2.RecommendByFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> recommender_pb2.RecommendByFeaturesResponse:
         options = parse_options(request.options)
         index = self._live.get()
-        features = request.features
-        if features.schema_version != index.schema_version:
-            raise invalid(
-                f"features.schema_version {features.schema_version!r} does not match the index's "
-                f"{index.schema_version!r} (FeaturizerService/GetFeatureSchema tells the layout)"
-            )
-        if features.names and list(features.names) != index.feature_names:
-            raise invalid("features.names differ from the schema's names; send them in GetFeatureSchema order")
-        expected = len(index.feature_names)
-        if len(features.values) != expected:
-            raise invalid(f"features.values has {len(features.values)} values; the schema has {expected}")
-        raw = np.asarray(features.values, dtype=np.float32)
-        if not np.all(np.isfinite(raw)):
-            raise invalid("features.values holds NaN or infinity, or values beyond float32's range")
+        raw = feature_vector(index, request.features)
         genre = request.genre.strip().lower()
         if genre and genre not in index.indexes:
             raise invalid(f"unknown genre {quoted(request.genre)}; indexed genres: {', '.join(index.genres)}")
@@ -175,13 +134,14 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             recommendations=hit_messages(result.hits),
             index_generation=index.generation,
             **routing_messages(result.routes),
+            **shortfall_message(result.shortfall),
         )
 
     async def GetSong(
         self, request: recommender_pb2.GetSongRequest, context: grpc.aio.ServicerContext
     ) -> recommender_pb2.GetSongResponse:
         index = self._live.get()
-        return recommender_pb2.GetSongResponse(song=song_message(index.songs[self._song_row(index, request.song_id)]))
+        return recommender_pb2.GetSongResponse(song=song_message(index.songs[song_row(index, request.song_id)]))
 
     async def GetIndexInfo(
         self, request: recommender_pb2.GetIndexInfoRequest, context: grpc.aio.ServicerContext
@@ -194,4 +154,63 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             songs=len(index.songs),
             genres=[recommender_pb2.GenreCount(genre=g, songs=index.indexes[g].count) for g in index.genres],
             cache_available=self._cache.available,
+        )
+
+    async def RecommendBySeeds(
+        self, request: recommender_pb2.RecommendBySeedsRequest, context: grpc.aio.ServicerContext
+    ) -> recommender_pb2.RecommendBySeedsResponse:
+        options = parse_options(request.options)
+        index = self._live.get()
+        uploads = any(seed.WhichOneof("source") == "audio" for seed in request.seeds)
+        with self._upload_slots.hold(context) if uploads else nullcontext():
+            resolved = await seed_requests.resolve(
+                list(request.seeds), index, self._policy, self._upstream, self._timeout(context)
+            )
+        routes = mix([(r.seed.weight, r.routes) for r in resolved])
+        query = Query([r.seed for r in resolved], routes, options, fill=index.genres, policy=self._policy)
+        result = recommend(index, query, self._ef)
+        total = sum(r.seed.weight for r in resolved)
+        return recommender_pb2.RecommendBySeedsResponse(
+            recommendations=hit_messages(result.hits, [r.seed.label for r in resolved]),
+            seeds=[
+                recommender_pb2.SeedSummary(
+                    label=r.seed.label,
+                    weight=r.seed.weight / total,
+                    genre=r.genre,
+                    **({"song": song_message(r.song)} if r.song else {}),
+                )
+                for r in resolved
+            ],
+            index_generation=index.generation,
+            **routing_messages(result.routes),
+            **shortfall_message(result.shortfall),
+        )
+
+    async def FindPath(
+        self, request: recommender_pb2.FindPathRequest, context: grpc.aio.ServicerContext
+    ) -> recommender_pb2.FindPathResponse:
+        if not 0 <= request.count <= MAX_STEPS:
+            raise invalid(f"count must be between 1 and {MAX_STEPS} (0 means {DEFAULT_STEPS}); got {request.count}")
+        options = parse_options(request.options)
+        index = self._live.get()
+        start = song_row(index, request.from_song_id, "from_song_id")
+        end = song_row(index, request.to_song_id, "to_song_id")
+        if start == end:
+            raise invalid("from_song_id and to_song_id name the same song: a path needs two different songs")
+        path = find_path(index, start, end, request.count or DEFAULT_STEPS, options, self._ef)
+        return recommender_pb2.FindPathResponse(
+            start=song_message(index.songs[start]),
+            end=song_message(index.songs[end]),
+            steps=[
+                recommender_pb2.PathStep(
+                    song=song_message(index.songs[step.row]),
+                    similarity_to_previous=step.similarity_to_previous,
+                    similarity_to_target=step.similarity_to_target,
+                    genre_changed=step.genre_changed,
+                    reason=step.reason,
+                )
+                for step in path.steps
+            ],
+            index_generation=index.generation,
+            **shortfall_message(path.shortfall),
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from services.recommender.index import GenreIndex, normalise_rows
+from services.recommender.reasons import typical_gaps
 
 CURRENT = "CURRENT"
 
@@ -38,6 +39,9 @@ class SongRecord:
     probabilities: dict[str, float] = field(default_factory=dict)
     # "catalog" when the catalog gave the genre, "classifier" when the vote chose it.
     genre_source: str = "catalog"
+    album: str = ""
+    duration_seconds: float = 0.0  # the whole song; 0 when unknown
+    year: int = 0  # 0 when unknown
 
 
 @dataclass
@@ -56,6 +60,7 @@ class IndexSet:
     z: np.ndarray = field(init=False)  # standardised rows
     unit: np.ndarray = field(init=False)  # standardised rows, unit length (for exact checks)
     groups: dict[str, np.ndarray] = field(init=False)  # feature columns of each group the reasons speak of
+    typical_gaps: dict[str, dict[str, float]] = field(init=False)  # genre -> group -> a neighbour's usual gap
 
     def __post_init__(self) -> None:
         self.by_id = {s.id: i for i, s in enumerate(self.songs)}
@@ -65,6 +70,12 @@ class IndexSet:
         self.groups = {
             group: np.array([position[n] for n in names]) for group, names in self.manifest["feature_groups"].items()
         }
+        # written by the build; generations from before it are measured here, once
+        self.typical_gaps = self.manifest.get("typical_gaps") or typical_gaps(self.groups, self.z, self.genre_rows())
+
+    def genre_rows(self) -> dict[str, np.ndarray]:
+        genres = np.array([s.genre for s in self.songs])
+        return {g: np.flatnonzero(genres == g) for g in sorted(set(genres.tolist()))}
 
     @property
     def schema_version(self) -> str:

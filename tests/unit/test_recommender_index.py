@@ -12,6 +12,7 @@ from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VER
 from services.recommender.build import KEEP_GENERATIONS, build_generation
 from services.recommender.catalog import CatalogError, read_catalog
 from services.recommender.index import DEFAULT_EF_SEARCH, GenreIndex, exact_search, normalise_rows
+from services.recommender.options import Options
 from services.recommender.routing import Route
 from services.recommender.search import Query, recommend
 from services.recommender.store import SongRecord, current_generation, load_current
@@ -104,7 +105,7 @@ def test_recommend_rules(tmp_path: Path) -> None:
     build(tmp_path, songs, vectors)
     index = load_current(tmp_path)
 
-    hits = recommend(index, Query(vectors[0], routes("rock"), k=10, exclude_id="rock-0")).hits
+    hits = recommend(index, Query.one(vectors[0], routes("rock"), Options(k=10), exclude_id="rock-0")).hits
     ids = [h.song.id for h in hits]
     assert len(ids) == 10 and len(set(ids)) == 10
     assert "rock-0" not in ids and "rock-1" not in ids  # never the query song, nor its duplicate
@@ -112,20 +113,23 @@ def test_recommend_rules(tmp_path: Path) -> None:
     assert all(h.song.genre == "rock" for h in hits)
     sims = [h.similarity for h in hits]
     assert sims == sorted(sims, reverse=True)
-    assert all(h.reason.startswith("closest in ") for h in hits)
+    assert all(h.reason.startswith(("unusually close in ", "closest for its genre in ")) for h in hits)
 
-    capped = recommend(index, Query(vectors[0], routes("rock"), k=10, max_per_artist=1, exclude_id="rock-0")).hits
+    query = Query.one(vectors[0], routes("rock"), Options(k=10, max_per_artist=1), exclude_id="rock-0")
+    capped = recommend(index, query).hits
     artists = [h.song.artist for h in capped]
     assert len(artists) == len(set(artists)) == 4  # only four artists exist
 
-    both = recommend(index, Query(vectors[0], routes("rock", "jazz"), k=60)).hits
+    both = recommend(index, Query.one(vectors[0], routes("rock", "jazz"), Options(k=60))).hits
     assert {h.song.genre for h in both} == {"rock", "jazz"} and len(both) == 58  # no query, one of rock-2|5
 
     # an uploaded copy of a catalog song is the query song: left out
-    assert "rock-7" not in [h.song.id for h in recommend(index, Query(vectors[7], routes("rock"), k=5)).hits]
+    copy = recommend(index, Query.one(vectors[7], routes("rock"), Options(k=5))).hits
+    assert "rock-7" not in [h.song.id for h in copy]
 
     # a genre with too few songs is filled from the fill genres, after its own songs
-    filled = recommend(index, Query(vectors[0], routes("rock"), k=40, exclude_id="rock-0", fill=["jazz", "rock"]))
+    query = Query.one(vectors[0], routes("rock"), Options(k=40), exclude_id="rock-0", fill=["jazz", "rock"])
+    filled = recommend(index, query)
     assert filled.searched == ["rock", "jazz"] and len(filled.hits) == 40
     assert [r.reason for r in filled.routes] == ["requested", "fill"]
     genres = [h.song.genre for h in filled.hits]
@@ -154,11 +158,11 @@ def test_routed_genres_are_merged_by_similarity_plus_log_prior(tmp_path: Path) -
     build(tmp_path, songs, vectors)
     index = load_current(tmp_path)
     query = vectors[0] + 0.5
-    even = recommend(index, Query(query, [Route("rock", 0.5, "m"), Route("jazz", 0.5, "m")], k=60)).hits
+    even = recommend(index, Query.one(query, [Route("rock", 0.5, "m"), Route("jazz", 0.5, "m")], Options(k=60))).hits
     assert [h.similarity for h in even] == sorted((h.similarity for h in even), reverse=True)
     # an unlikely genre needs a clearly closer song: with jazz at 1e-6 of rock's probability,
     # every rock song ranks first, whatever the similarities
-    skewed = recommend(index, Query(query, [Route("rock", 1.0, "m"), Route("jazz", 1e-6, "m")], k=60)).hits
+    skewed = recommend(index, Query.one(query, [Route("rock", 1.0, "m"), Route("jazz", 1e-6, "m")], Options(k=60))).hits
     genres = [h.song.genre for h in skewed]
     assert genres == sorted(genres, key=lambda g: g != "rock") and "jazz" in genres
 
@@ -169,5 +173,5 @@ def test_manifest_carries_the_feature_groups_reasons_use(tmp_path: Path) -> None
     index = load_current(tmp_path)
     assert index.manifest["feature_groups"] == FEATURE_GROUPS
     assert sorted(np.concatenate(list(index.groups.values())).tolist()) == list(range(len(FEATURE_NAMES)))
-    hit = recommend(index, Query(vectors[0], routes("rock"), k=1, exclude_id="rock-0")).hits[0]
+    hit = recommend(index, Query.one(vectors[0], routes("rock"), Options(k=1), exclude_id="rock-0")).hits[0]
     assert any(group in hit.reason for group in FEATURE_GROUPS)

@@ -7,7 +7,8 @@ import pytest
 
 from musicrec.v1 import classifier_pb2, recommender_pb2
 from services.common.errors import ServiceError
-from services.recommender.routing import RoutingPolicy, Vote, from_classification, parse_options
+from services.recommender.options import parse_options
+from services.recommender.routing import RoutingPolicy, Vote, from_classification
 
 INDEXED = ["blues", "jazz", "rock"]
 
