@@ -7,7 +7,7 @@ reason (the two feature groups it names) is read three ways:
 - raw gap: the groups with the smallest standardised gap (the reasons before contrast);
 - contrast: the groups with the lowest gap / typical neighbour gap in the hit's genre;
 - contrast + answer: the service's sentences (a group already named in the answer must stand
-  out more to be named again).
+  out more to be named again: reasons.sentences).
 Prints the share of all hits that give the single most common reason, the mean number of
 distinct reasons per 5-hit answer, and the share of answers whose 5 hits all give one reason.
 """
@@ -19,19 +19,14 @@ from collections import Counter
 from pathlib import Path
 
 from services.recommender.options import Options
-from services.recommender.reasons import REPEAT_PENALTY
+from services.recommender.reasons import named_groups
 from services.recommender.routing import Route
 from services.recommender.search import Query, recommend
 from services.recommender.store import load_current
 
 
-def named(reasons, used: dict[str, int] | None) -> frozenset[str]:
-    penalty = (lambda r: 1 + REPEAT_PENALTY * used.get(r.group, 0)) if used is not None else (lambda r: 1.0)
-    top = sorted(reasons, key=lambda r: r.contrast * penalty(r))[:2]
-    if used is not None:
-        for r in top:
-            used[r.group] = used.get(r.group, 0) + 1
-    return frozenset(r.group for r in top)
+def groups(chosen) -> frozenset[str]:
+    return frozenset(r.group for r in chosen)
 
 
 def main() -> None:
@@ -46,11 +41,9 @@ def main() -> None:
         query = Query.one(index.raw[row], [Route(song.genre, 1.0, "catalog_genre")], Options(k=5), song.id,
                           fill=index.genres)
         hits = recommend(index, query).hits
-        answers["raw gap"].append([frozenset(r.group for r in sorted(h.reasons, key=lambda r: r.gap)[:2])
-                                   for h in hits])
-        answers["contrast"].append([named(h.reasons, None) for h in hits])
-        used: dict[str, int] = {}
-        answers["contrast + answer"].append([named(h.reasons, used) for h in hits])
+        answers["raw gap"].append([groups(sorted(h.reasons, key=lambda r: r.gap)[:2]) for h in hits])
+        answers["contrast"].append([groups(named_groups([h.reasons])[0]) for h in hits])  # each hit alone
+        answers["contrast + answer"].append([groups(c) for c in named_groups([h.reasons for h in hits])])
     total = sum(len(a) for a in answers["raw gap"])
     print(f"{len(index.songs)} answers of 5 ({total} hits) from {args.index}")
     print(f"{'reasons by':<20} {'most common reason':>22} {'distinct per answer':>20} {'answers all alike':>18}")

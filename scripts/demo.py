@@ -19,6 +19,8 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+import grpc
+
 from devtools.demo_catalog import folder_catalog, manifest_catalog
 from devtools.localrun import ROOT, running, start_redis
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
@@ -29,6 +31,7 @@ from services.recommender.catalog import write_catalog
 
 GTZAN = ROOT.parent / "shared" / "data" / "gtzan_mini" / "genres"
 FULL_SONGS = ROOT.parent / "shared" / "data" / "full_songs"
+TAGGED = "jazz_j1"  # the full song whose mp3 carries ID3 tags
 WORK = ROOT / "var" / "demo"
 
 
@@ -87,6 +90,17 @@ def upload(stub: recommender_pb2_grpc.RecommenderServiceStub, path: Path) -> rec
 
 def routing(reply) -> str:
     return ", ".join(f"{r.genre} ({r.weight:.2f})" for r in reply.routing)
+
+
+def tagged_song(stub: recommender_pb2_grpc.RecommenderServiceStub) -> str:
+    """A full song whose file carries tags (title, artist, album, year), printed; "" when absent."""
+    try:
+        song = stub.GetSong(recommender_pb2.GetSongRequest(song_id=TAGGED), timeout=30).song
+    except grpc.RpcError:
+        return ""
+    print(f"\nFrom {TAGGED}.mp3's own tags: {song.title!r} by {song.artist}, album {song.album!r}, {song.year}, "
+          f"{song.duration_seconds:.0f} s")
+    return song.id
 
 
 def more_calls(stub: recommender_pb2_grpc.RecommenderServiceStub, song_id: str, upload_path: Path, target: str) -> None:
@@ -186,7 +200,7 @@ def main() -> int:
             f"genre {vote.genre} ({vote.note}); searched {routing(by_audio)}:",
             by_audio.recommendations,
         )
-        more_calls(stub, song_id, upload_path, by_audio.recommendations[0].song.id)
+        more_calls(stub, song_id, upload_path, tagged_song(stub) or by_audio.recommendations[0].song.id)
         print(f"\nindex generation {by_audio.index_generation}; recommender at {rec.address}")
     return 0
 

@@ -1,9 +1,10 @@
 """A path of songs from one catalog song to another (like OpenSubsonic's findSonicPath).
 
 Step i aims at the waypoint i/(n+1) of the way from the start to the target (on the unit
-sphere of standardised vectors) and takes the unused song that is nearest to both the waypoint
-and the previous song, among those closer to the target than the previous song. Every genre is
-searched, so the path may change genre. The caller's exclusions, duration bounds and no-repeat
+sphere of standardised vectors) and prefers the unused song nearest to both the waypoint and the
+previous song, among those closer to the target than the previous song; a depth-first search
+backtracks when that greedy choice leads to a dead end. Every genre is searched, so the path may
+change genre. The caller's exclusions, duration bounds and no-repeat
 windows apply; the similarity floor applies between consecutive songs.
 """
 
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.recommender.index import DEFAULT_EF_SEARCH
+from services.recommender.index import DEFAULT_EF_SEARCH, normalise_rows
 from services.recommender.options import Options
-from services.recommender.reasons import Reason, explain, sentences
+from services.recommender.reasons import explain, sentences
 from services.recommender.rules import Chosen, Rules, Shortfall
 from services.recommender.store import IndexSet
 
@@ -44,62 +45,86 @@ def find_path(
     unit = index_set.unit
     ends = {index_set.songs[start].id, index_set.songs[end].id}
     rules = Rules(index_set, options, ends, unit[[start, end]], cap_artists=False)
-    chosen = Chosen()
-    chosen.add(index_set.songs[start], start)
+    t = np.arange(1, count + 1)[:, None] / (count + 1)
+    waypoints = normalise_rows((1 - t) * unit[start] + t * unit[end])  # [count, F]
     total = len(index_set.songs)
-    steps: list[Step] = []
-    reasons: list[list[Reason]] = []
-    previous = start
-    for i in range(1, count + 1):
-        t = i / (count + 1)
-        waypoint = (1 - t) * unit[start] + t * unit[end]
-        row = _next(index_set, rules, chosen, previous, end, waypoint, total, ef)
-        if row is None:
+    want = 32
+    while True:
+        chain = _PathSearch(index_set, rules, start, end, waypoints, _pool(index_set, rules, waypoints, want, ef)).run()
+        if len(chain) == count or want >= total:
             break
+        want *= 4
+    steps, reasons, previous = [], [], start
+    for row in chain:
         reasons.append(explain(index_set, index_set.z[previous], index_set.raw[previous], row))
-        steps.append(
-            Step(
-                row,
-                float(unit[row] @ unit[previous]),
-                float(unit[row] @ unit[end]),
-                index_set.songs[row].genre != index_set.songs[previous].genre,
-                "",
-            )
-        )
-        chosen.add(index_set.songs[row], row)
+        genre_changed = index_set.songs[row].genre != index_set.songs[previous].genre
+        steps.append(Step(row, float(unit[row] @ unit[previous]), float(unit[row] @ unit[end]), genre_changed, ""))
         previous = row
     for step, sentence in zip(steps, sentences(reasons), strict=True):
         step.reason = sentence
-    where = f"after step {len(steps)} no unused song of the {total} qualified and was closer to the target"
+    where = f"no chain of {count} songs, each closer to the target, qualified among the {total}"
     return Path(steps, rules.shortfall(count, len(steps), {}, where))
 
 
-def _next(
-    index_set: IndexSet,
-    rules: Rules,
-    chosen: Chosen,
-    previous: int,
-    end: int,
-    waypoint: np.ndarray,
-    total: int,
-    ef: int,
-) -> int | None:
-    """The best next song, searching ever wider around the waypoint; None when none qualifies."""
-    unit = index_set.unit
-    progress = float(unit[previous] @ unit[end])
-    want = 16
-    while True:
-        rows = {row for index in index_set.indexes.values() for row, _ in index.search(waypoint, want, ef)}
-        best, best_score = None, -np.inf
-        for row in sorted(rows):
-            to_previous = float(unit[row] @ unit[previous])
-            if float(unit[row] @ unit[end]) <= progress:
+def _pool(index_set: IndexSet, rules: Rules, waypoints: np.ndarray, want: int, ef: int) -> np.ndarray:
+    """The `want` songs nearest to each waypoint (over every genre) that no rule refuses outright."""
+    rows: set[int] = set()
+    for waypoint in waypoints:
+        found = [hit for index in index_set.indexes.values() for hit in index.search(waypoint, want, ef)]
+        rows.update(row for row, _ in sorted(found, key=lambda h: -h[1])[:want])
+    return np.array([r for r in sorted(rows) if not rules.refuses(r, np.inf)], dtype=np.int64)
+
+
+class _PathSearch:
+    """Depth-first search for a chain through the pool: at each step the BRANCH best songs (near
+    the previous song and the waypoint, closer to the target than the previous song, allowed by
+    the windows and the floor), backtracking when a chain dead-ends, within NODE_BUDGET steps."""
+
+    BRANCH = 6
+    NODE_BUDGET = 5000
+
+    def __init__(
+        self, index_set: IndexSet, rules: Rules, start: int, end: int, waypoints: np.ndarray, pool: np.ndarray
+    ) -> None:
+        self.index_set, self.rules, self.start = index_set, rules, start
+        unit = index_set.unit
+        self.pool = pool
+        self.rows = np.concatenate([[start], pool])  # position 0 is the start song
+        self.pair = unit[self.rows] @ unit[pool].T  # [1 + pool, pool]
+        self.to_target = unit[self.rows] @ unit[end]
+        self.to_waypoint = waypoints @ unit[pool].T  # [count, pool]
+        self.floor = rules.options.min_similarity
+        self.nodes = 0
+        self.best: list[int] = []
+
+    def run(self) -> list[int]:
+        self._extend([0])
+        return [int(self.rows[p]) for p in self.best[1:]]
+
+    def _extend(self, chain: list[int]) -> bool:
+        """chain: positions in self.rows, the start first. True once it holds every step."""
+        if len(chain) > len(self.best):
+            self.best = list(chain)
+        step = len(chain) - 1
+        if step == len(self.to_waypoint):
+            return True
+        last = chain[-1]
+        closer = self.to_target[1:] > self.to_target[last]
+        closer[[p - 1 for p in chain[1:]]] = False
+        if self.floor is not None:
+            closer &= self.pair[last] >= self.floor
+        score = np.where(closer, self.pair[last] + self.to_waypoint[step], -np.inf)
+        chosen = Chosen()
+        for p in chain:
+            chosen.add(self.index_set.songs[int(self.rows[p])], int(self.rows[p]))
+        tried = 0
+        for candidate in np.argsort(-score, kind="stable"):
+            if not np.isfinite(score[candidate]) or tried == self.BRANCH or self.nodes >= self.NODE_BUDGET:
+                break
+            if self.rules.blocks(int(self.pool[candidate]), chosen):
                 continue
-            if rules.refuses(row, to_previous) or rules.blocks(row, chosen):
-                continue
-            score = to_previous + float(unit[row] @ waypoint) / max(float(np.linalg.norm(waypoint)), 1e-12)
-            if score > best_score:
-                best, best_score = row, score
-        if best is not None or want >= total:
-            return best
-        want *= 4
+            tried += 1
+            self.nodes += 1
+            if self._extend([*chain, int(candidate) + 1]):
+                return True
+        return False

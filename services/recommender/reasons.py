@@ -79,20 +79,28 @@ def explain(index_set: IndexSet, query_z: np.ndarray, query_raw: np.ndarray, row
     return sorted(reasons, key=lambda r: r.contrast)
 
 
-REPEAT_PENALTY = 0.5  # a group already named in this answer must stand out this much more
+REPEAT_PENALTY = 0.25  # added to a group's contrast for each time this answer has named it
 
 
-def sentences(answer: list[list[Reason]], top: int = 2) -> list[str]:
-    """One sentence per hit, naming its `top` most distinctive groups. Within one answer a group
-    already named counts (1 + REPEAT_PENALTY * times named) worse, so each hit says what sets it
-    apart rather than what all of them share; the full ranking stays in the Reason lists."""
+def named_groups(answer: list[list[Reason]], top: int = 2) -> list[list[Reason]]:
+    """The `top` groups each hit's sentence names. Within one answer a group is ranked by
+    contrast + REPEAT_PENALTY * (times already named), so each hit says what sets it apart
+    rather than what all of them share; the full ranking stays in the Reason lists."""
     named: dict[str, int] = {}
     out = []
     for reasons in answer:
-        chosen = sorted(reasons, key=lambda r: r.contrast * (1 + REPEAT_PENALTY * named.get(r.group, 0)))[:top]
-        chosen.sort(key=lambda r: r.contrast)
+        chosen = sorted(reasons, key=lambda r: r.contrast + REPEAT_PENALTY * named.get(r.group, 0))[:top]
         for r in chosen:
             named[r.group] = named.get(r.group, 0) + 1
+        out.append(sorted(chosen, key=lambda r: r.contrast))
+    return out
+
+
+def sentences(answer: list[list[Reason]], top: int = 2) -> list[str]:
+    """One sentence per hit, e.g. "unusually close in tempo (120 vs 123 BPM; 0.21x the usual gap)
+    and timbre (0.48x the usual gap)"."""
+    out = []
+    for chosen in named_groups(answer, top):
         words = [f"{r.group} ({r.detail + '; ' if r.detail else ''}{r.contrast:.2f}x the usual gap)" for r in chosen]
         lead = "unusually close in " if chosen and chosen[0].contrast < 1.0 else "closest for its genre in "
         out.append(lead + " and ".join(words))
