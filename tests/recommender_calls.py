@@ -12,7 +12,7 @@ Options = recommender_pb2.RecommendOptions
 Request = recommender_pb2.RecommendByAudioRequest
 
 
-def by_id(stub, song_id: str, **options: int) -> recommender_pb2.RecommendByIdResponse:
+def by_id(stub, song_id: str, **options) -> recommender_pb2.RecommendByIdResponse:
     request = recommender_pb2.RecommendByIdRequest(song_id=song_id, options=Options(**options))
     return stub.RecommendById(request, timeout=30)
 

@@ -23,6 +23,7 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
+from google.protobuf.message import Message
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
@@ -61,6 +62,12 @@ class Signer:
 
 def cache_key(generation: int, kind: str, *parts: object) -> str:
     return ":".join([KEY_PREFIX, f"g{generation}", kind, *(str(p) for p in parts)])
+
+
+def by_id_key(generation: int, song_id: str, options: Message) -> str:
+    """RecommendById's key: every option shapes the answer, so it holds a digest of them all."""
+    digest = hashlib.sha256(options.SerializeToString(deterministic=True)).hexdigest()[:32]
+    return cache_key(generation, "id", song_id, digest)
 
 
 class ResponseCache:

@@ -6,7 +6,6 @@ search.py, the index in index.py/store.py, the upstream calls in upstream.py.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
@@ -19,7 +18,7 @@ from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.errors import invalid, quoted
 from services.common.upload import HeaderedUpload, UploadLimits, UploadSlots
 from services.recommender import seeds as seed_requests
-from services.recommender.cache import ResponseCache, cache_key
+from services.recommender.cache import ResponseCache, by_id_key
 from services.recommender.live import LiveIndex
 from services.recommender.lookup import check_featurizer_schema, feature_vector, song_row
 from services.recommender.messages import hit_messages, routing_messages, shortfall_message, song_message
@@ -66,9 +65,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         options = parse_options(request.options)
         index = self._live.get()
         row = song_row(index, request.song_id)
-        # every option shapes the answer: the key holds a digest of them all
-        digest = hashlib.sha256(request.options.SerializeToString(deterministic=True)).hexdigest()[:32]
-        key = cache_key(index.generation, "id", request.song_id, digest)
+        key = by_id_key(index.generation, request.song_id, request.options)
         cached = await self._cache.get(key)
         if cached is not None:
             try:

@@ -20,6 +20,7 @@ from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc, recommen
 from services.common.auth import digest
 from services.common.transport import sync_channel
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
+from services.recommender.cache import by_id_key
 from tests import synth
 from tests.certs import make_pki
 from tests.conftest import MODELS_CONFIG
@@ -151,7 +152,7 @@ def test_cache_poisoning_fails(stub, recommender: Proc, redis_server) -> None:
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     honest = by_id(stub, "beats-03", k=2)
-    key = f"musicrec:v1:rec:g{honest.index_generation}:id:beats-03:2:0"
+    key = by_id_key(honest.index_generation, "beats-03", recommender_pb2.RecommendOptions(k=2))
     assert client.exists(key)
     evil = recommender_pb2.RecommendByIdResponse(
         query=honest.query,

@@ -18,6 +18,7 @@ from devtools.localrun import Proc
 from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc, recommender_pb2, recommender_pb2_grpc
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.build import build_generation
+from services.recommender.cache import by_id_key
 from services.recommender.store import load_current
 from tests import synth
 from tests.conftest import grpcurl_exe
@@ -51,7 +52,8 @@ def test_recommend_by_id_defaults(stub) -> None:
     for rec in reply.recommendations:
         song = rec.song
         assert song.title and song.artist and song.release_date and song.genre in reply.searched_genres
-        assert -1.0 <= rec.similarity <= 1.0 and rec.reason.startswith("closest in ")
+        assert -1.0 <= rec.similarity <= 1.0 and rec.reason.startswith(("unusually close in ", "closest for its genre"))
+        assert len(rec.reasons) >= 2 and any(p.group in rec.reason for p in rec.reasons)
     sims = [r.similarity for r in reply.recommendations[:4]]
     assert sims == sorted(sims, reverse=True)
     assert set(ids[:4]) == {f"beats-0{n}" for n in (0, 1, 3, 4)} and not ids[4].startswith("beats")
@@ -62,12 +64,14 @@ def test_second_call_is_cached_and_equal(stub, redis_server) -> None:
     client.flushdb()  # other tests share this Redis
     first = by_id(stub, "tones-01", k=3)
     assert not first.cached
-    key = f"musicrec:v1:rec:g{first.index_generation}:id:tones-01:3:0"  # the generation is in the key
+    key = by_id_key(first.index_generation, "tones-01", recommender_pb2.RecommendOptions(k=3))
+    assert key.startswith(f"musicrec:v1:rec:g{first.index_generation}:id:tones-01:")  # the generation is in it
     assert 3500 < client.ttl(key) <= 3600  # CACHE_TTL_SECONDS
     second = by_id(stub, "tones-01", k=3)
     assert second.cached
     assert [r.song.id for r in second.recommendations] == [r.song.id for r in first.recommendations]
     assert by_id(stub, "tones-01", k=4).cached is False  # options are part of the key
+    assert by_id(stub, "tones-01", k=3, exclude_ids=[first.recommendations[0].song.id]).cached is False  # all of them
 
 
 def test_k_and_artist_cap(stub) -> None:
