@@ -38,7 +38,7 @@ def main() -> None:
         raise SystemExit(f"no index at {args.index}: run `make demo` first")
     answers: dict[str, list[list[frozenset[str]]]] = {"raw gap": [], "contrast": [], "contrast + answer": []}
     for row, song in enumerate(index.songs):
-        query = Query.one(index.raw[row], [Route(song.genre, 1.0, "catalog_genre")], Options(k=5), song.id,
+        query = Query.one(index.raw_rows([row])[0], [Route(song.genre, 1.0, "catalog_genre")], Options(k=5), song.id,
                           fill=index.genres)
         hits = recommend(index, query).hits
         answers["raw gap"].append([groups(sorted(h.reasons, key=lambda r: r.gap)[:2]) for h in hits])

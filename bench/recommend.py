@@ -6,6 +6,11 @@
    without it, against the same synthetic catalog index; prints the ratio.
 2. HNSW (hnswlib, the service's parameters) vs exact cosine (numpy matrix-vector product) at
    each size: build time, per-query time (one thread), recall@5 of HNSW against exact.
+3. Index memory per 1M songs, each layout loaded in a fresh process: the layout before
+   (one SongRecord object per song, raw + standardised + unit arrays beside graphs of M=32)
+   against the served one (store.py: columns, vectors only in the graphs), anonymous and
+   file-backed memory apart; build time; and the peak while a new generation swaps in,
+   side by side against in place (live.py).
 Synthetic vectors: 57 dimensions in overlapping clusters (like the feature vectors).
 """
 
@@ -26,10 +31,11 @@ from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.transport import sync_channel
 from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.build import build_generation
-from services.recommender.index import DEFAULT_EF_SEARCH, GenreIndex, exact_search, normalise_rows
+from services.recommender.index import DEFAULT_EF_SEARCH, DEFAULT_M, GenreIndex, exact_search, normalise_rows
 from services.recommender.store import SongRecord
 
 DIM = len(FEATURE_NAMES)
+GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 
 
 def clustered(n: int, seed: int, clusters: int = 200) -> np.ndarray:
@@ -43,7 +49,7 @@ def clustered(n: int, seed: int, clusters: int = 200) -> np.ndarray:
 
 
 def synthetic_catalog(index_dir: Path, songs: int) -> list[str]:
-    genres = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+    genres = GENRES
     records = [
         SongRecord(f"song-{i}", f"Song {i}", f"Artist {i % 997}", "2020-01-01", genres[i % 10], genres[i % 10], 1.0)
         for i in range(songs)
@@ -114,7 +120,8 @@ def loopback(songs: int, seconds: float, clients: int) -> None:
 
 
 def knn(sizes: list[int], queries: int, k: int = 5) -> None:
-    print(f"\n2. HNSW (M=32, ef_construction=200, ef={DEFAULT_EF_SEARCH}) vs exact cosine, {DIM}-d, one query thread")
+    print(f"\n2. HNSW (M={DEFAULT_M}, ef_construction=200, ef={DEFAULT_EF_SEARCH}) vs exact cosine, {DIM}-d, "
+          "one query thread")
     print(f"   {'vectors':>9} {'build s':>8} {'hnsw ms/q':>10} {'exact ms/q':>11} {'speed-up':>9} {'recall@5':>9}")
     q = clustered(queries, 99)
     for n in sizes:
@@ -135,6 +142,127 @@ def knn(sizes: list[int], queries: int, k: int = 5) -> None:
         del graph, unit
 
 
+def classified_songs(n: int) -> list[SongRecord]:
+    """Songs as the ingestion makes them: the vote's ranking and probabilities over 10 genres."""
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.ones(10), size=n).astype(np.float32)
+    return [
+        SongRecord(f"song-{i:07d}", f"Song title {i}", f"Artist {i % 99_991}", "2020-01-01", GENRES[i % 10],
+                   GENRES[i % 10], 0.6, [GENRES[g] for g in np.argsort(-p[i])],
+                   dict(zip(GENRES, p[i].tolist(), strict=True)), "catalog", f"Album {i // 12}", 200.0 + i % 100, 2020)
+        for i in range(n)
+    ]
+
+
+MEASURE = """
+import json, sys, time
+import numpy as np
+from pathlib import Path
+
+def status():
+    s = {l.split(':')[0]: int(l.split()[1]) for l in open('/proc/self/status') if l.split(':')[0] in
+         ('RssAnon', 'RssFile', 'VmHWM')}
+    return s
+
+layout, folder, generation = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+from services.recommender.store import load_generation, current_generation, SongRecord
+from services.recommender.index import GenreIndex
+before = status()
+if layout == 'before':
+    manifest = json.loads((folder / 'gen-before' / 'manifest.json').read_text())
+    songs = [SongRecord(**row) for row in json.loads((folder / 'gen-before' / 'songs.json').read_text())]
+    raw = np.load(folder / 'gen-before' / 'raw.npy')
+    z = (raw - raw.mean(0)) / raw.std(0)
+    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+    by_id = {s.id: i for i, s in enumerate(songs)}
+    graphs = [GenreIndex.load(folder / 'gen-before' / e['file'], raw.shape[1], e['count'])
+              for e in manifest['genres'].values()]
+    after = status()
+elif layout == 'now':
+    index = load_generation(folder, generation)
+    for array in [*index.songs.c.values(), index.norms]:  # touch every page, as a long-running server
+        int(np.asarray(array).reshape(-1).view(np.uint8)[::4096].sum())  # no copy of the column
+    after = status()
+else:  # a swap: generation 1 served, generation 2 swapped in by the policy given
+    import asyncio, os
+    from services.recommender.live import LiveIndex
+    live = LiveIndex(folder, 1.0, swap=layout)
+    (folder / 'CURRENT').write_text('gen-000001')
+    asyncio.run(live.refresh())
+    loaded = status()
+    (folder / 'CURRENT').write_text('gen-000002')
+    asyncio.run(live.refresh())
+    after = status()
+    before = loaded  # the peak above one loaded generation
+print(json.dumps({'anon': (after['RssAnon'] - before['RssAnon']) / 1024,
+                  'file': (after['RssFile'] - before['RssFile']) / 1024,
+                  'peak_over': (after['VmHWM'] - before['RssAnon'] - before['RssFile']) / 1024}))  # MiB
+"""
+
+
+def measure(layout: str, folder: Path, generation: int = 1) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", MEASURE, layout, str(folder), str(generation)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def layouts(n: int) -> tuple[float, dict[str, dict]]:
+    """(build seconds, memory of each layout) for a catalog of n synthetic classified songs."""
+    import json
+    from dataclasses import asdict
+
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        songs, vectors = classified_songs(n), clustered(n, 3)
+        started = time.perf_counter()
+        build_generation(folder, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS, progress=False)
+        build_s = time.perf_counter() - started
+        build_generation(folder, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS, progress=False)
+        old = folder / "gen-before"  # the layout before: songs.json, raw.npy, graphs of M=32
+        old.mkdir()
+        (old / "songs.json").write_text(json.dumps([asdict(s) for s in songs]))
+        np.save(old / "raw.npy", vectors)
+        labels = np.array([s.genre for s in songs])
+        entries = {}
+        for k, genre in enumerate(GENRES):
+            rows = np.flatnonzero(labels == genre)
+            z = (vectors[rows] - vectors.mean(0)) / vectors.std(0)
+            GenreIndex.build(z, rows, m=32).save(old / f"hnsw-{k:02d}.bin")
+            entries[genre] = {"file": f"hnsw-{k:02d}.bin", "count": len(rows)}
+        (old / "manifest.json").write_text(json.dumps({"genres": entries}))
+        del songs, vectors
+        return build_s, {layout: measure(layout, folder) for layout in ("before", "now", "side_by_side", "in_place")}
+
+
+def memory(n: int) -> None:
+    """Per-song memory is the slope between two catalog sizes (fixed costs of a process cancel)."""
+    small = n // 4
+    print(f"\n3. Index memory per 1M songs: slope between {small} and {n} synthetic songs (ranking, probabilities,"
+          " album as ingestion writes them)")
+    _, low = layouts(small)
+    build_s, high = layouts(n)
+
+    def per_million(layout: str, key: str) -> float:
+        return (high[layout][key] - low[layout][key]) / (n - small) * 1e6 / 1024  # MiB -> GiB per 1M
+
+    print(f"   {'layout':<34} {'anonymous GiB':>14} {'file-backed GiB':>16} {'total GiB':>10}")
+    totals = {}
+    for label, layout in (("before (objects + 3 arrays, M=32)", "before"), ("now (columns, graphs only)", "now")):
+        anon, file = per_million(layout, "anon"), per_million(layout, "file")
+        totals[layout] = anon + file
+        print(f"   {label:<34} {anon:14.3f} {file:16.3f} {anon + file:10.3f}")
+    minutes = build_s * 1e6 / n / 60
+    print(f"   now vs before: {totals['before'] / totals['now']:.1f}x less memory; build {minutes:.1f} min "
+          f"per 1M songs ({build_s:.1f} s for {n}, 2 cores)")
+    side, in_place = per_million("side_by_side", "peak_over"), per_million("in_place", "peak_over")
+    print(f"   peak above one generation while the next swaps in: side by side {side:.3f} GiB per 1M, "
+          f"in place {in_place:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--songs", type=int, default=20_000, help="catalog size for the loopback run")
@@ -142,9 +270,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--sizes", default="100000,1000000", help="vector counts for HNSW vs exact")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--memory-songs", type=int, default=200_000, help="catalog size for the memory run")
+    parser.add_argument("--only", choices=["loopback", "knn", "memory"], help="run one part")
     args = parser.parse_args()
-    loopback(args.songs, args.seconds, args.clients)
-    knn([int(s) for s in args.sizes.split(",")], args.queries)
+    if args.only in (None, "loopback"):
+        loopback(args.songs, args.seconds, args.clients)
+    if args.only in (None, "knn"):
+        knn([int(s) for s in args.sizes.split(",")], args.queries)
+    if args.only in (None, "memory"):
+        memory(args.memory_songs)
 
 
 if __name__ == "__main__":

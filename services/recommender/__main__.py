@@ -35,7 +35,12 @@ def redis_url() -> str:
     return "" if url.strip().lower() in {"", "off"} else url
 
 
-live = LiveIndex(Path(env_str("INDEX_DIR", "var/index")), env_float("INDEX_POLL_SECONDS", 2.0))
+live = LiveIndex(
+    Path(env_str("INDEX_DIR", "var/index")),
+    env_float("INDEX_POLL_SECONDS", 2.0),
+    env_str("INDEX_SWAP", "auto"),
+    env_float("INDEX_SWAP_BUDGET_MB", 2048),
+)
 parts: dict[str, object] = {}
 
 

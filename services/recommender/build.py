@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from tqdm import tqdm
 
 from services.recommender.index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, GenreIndex
 from services.recommender.reasons import typical_gaps
+from services.recommender.songs import SongTable
 from services.recommender.store import CURRENT, SongRecord, current_generation, generation_name
 
 KEEP_GENERATIONS = 3
@@ -62,9 +62,10 @@ def build_generation(
         graph.save(tmp / files[genre]["file"])
     position = {name: i for i, name in enumerate(feature_names)}
     columns = {group: np.array([position[n] for n in names]) for group, names in feature_groups.items()}
-    np.save(tmp / "raw.npy", raw)
+    # the graphs keep the unit vectors; their lengths and the scaler give the rest back (store.py)
+    np.save(tmp / "norms.npy", np.linalg.norm(standardised, axis=1).astype(np.float32))
     np.savez(tmp / "scaler.npz", mean=scaler.mean_, scale=scaler.scale_)
-    (tmp / "songs.json").write_text(json.dumps([asdict(s) for s in songs]))
+    SongTable.from_records(songs).save(tmp / "songs")
     manifest = {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "schema_version": schema_version,

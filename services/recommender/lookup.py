@@ -13,7 +13,7 @@ from services.recommender.store import IndexSet
 def song_row(index: IndexSet, song_id: str, field: str = "song_id") -> int:
     if not song_id.strip():
         raise invalid(f"{field} is empty: pass a catalog id (GetSong looks one up)")
-    row = index.by_id.get(song_id)
+    row = index.row_of(song_id)
     if row is None:
         raise not_found(
             f"{field} {quoted(song_id)} is not in the catalog (index generation {index.generation}, "

@@ -42,11 +42,11 @@ class Path:
 def find_path(
     index_set: IndexSet, start: int, end: int, count: int, options: Options, ef: int = DEFAULT_EF_SEARCH
 ) -> Path:
-    unit = index_set.unit
+    a, b = index_set.unit_rows([start, end])
     ends = {index_set.songs[start].id, index_set.songs[end].id}
-    rules = Rules(index_set, options, ends, unit[[start, end]], cap_artists=False)
+    rules = Rules(index_set, options, ends, np.stack([a, b]), cap_artists=False)
     t = np.arange(1, count + 1)[:, None] / (count + 1)
-    waypoints = normalise_rows((1 - t) * unit[start] + t * unit[end])  # [count, F]
+    waypoints = normalise_rows((1 - t) * a + t * b)  # [count, F]
     total = len(index_set.songs)
     want = 32
     while True:
@@ -56,9 +56,11 @@ def find_path(
         want *= 4
     steps, reasons, previous = [], [], start
     for row in chain:
-        reasons.append(explain(index_set, index_set.z[previous], index_set.raw[previous], row))
-        genre_changed = index_set.songs[row].genre != index_set.songs[previous].genre
-        steps.append(Step(row, float(unit[row] @ unit[previous]), float(unit[row] @ unit[end]), genre_changed, ""))
+        z_prev = index_set.z_rows([previous])[0]
+        reasons.append(explain(index_set, z_prev, index_set.raw_rows([previous])[0], row))
+        genre_changed = index_set.songs.genre(row) != index_set.songs.genre(previous)
+        u, u_prev = rules.unit(row), rules.unit(previous)
+        steps.append(Step(row, float(u @ u_prev), float(u @ b), genre_changed, ""))
         previous = row
     for step, sentence in zip(steps, sentences(reasons), strict=True):
         step.reason = sentence
@@ -87,12 +89,13 @@ class _PathSearch:
         self, index_set: IndexSet, rules: Rules, start: int, end: int, waypoints: np.ndarray, pool: np.ndarray
     ) -> None:
         self.index_set, self.rules, self.start = index_set, rules, start
-        unit = index_set.unit
         self.pool = pool
-        self.rows = np.concatenate([[start], pool])  # position 0 is the start song
-        self.pair = unit[self.rows] @ unit[pool].T  # [1 + pool, pool]
-        self.to_target = unit[self.rows] @ unit[end]
-        self.to_waypoint = waypoints @ unit[pool].T  # [count, pool]
+        self.rows = np.concatenate([[start], pool]).astype(np.int64)  # position 0 is the start song
+        rules.prefetch(self.rows)
+        units = np.stack([rules.unit(int(r)) for r in self.rows])
+        self.pair = units @ units[1:].T  # [1 + pool, pool]
+        self.to_target = units @ rules.unit(end)
+        self.to_waypoint = waypoints @ units[1:].T  # [count, pool]
         self.floor = rules.options.min_similarity
         self.nodes = 0
         self.best: list[int] = []

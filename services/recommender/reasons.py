@@ -66,7 +66,8 @@ def explain(index_set: IndexSet, query_z: np.ndarray, query_raw: np.ndarray, row
     """Every group's Reason for this hit, most distinctive (lowest contrast) first."""
     song = index_set.songs[row]
     typical = index_set.typical_gaps.get(song.genre, {})
-    gaps = group_gaps(index_set.groups, query_z, index_set.z[row])
+    hit_z = index_set.z_rows([row])[0]
+    gaps = group_gaps(index_set.groups, query_z, hit_z)
     names = index_set.feature_names
     reasons = []
     for group, gap in gaps.items():
@@ -74,7 +75,8 @@ def explain(index_set: IndexSet, query_z: np.ndarray, query_raw: np.ndarray, row
         detail = ""
         if group == "tempo" and "tempo" in names:
             t = names.index("tempo")
-            detail = f"{query_raw[t]:.0f} vs {index_set.raw[row, t]:.0f} BPM"
+            hit_tempo = hit_z[t] * index_set.scale[t] + index_set.mean[t]
+            detail = f"{query_raw[t]:.0f} vs {hit_tempo:.0f} BPM"
         reasons.append(Reason(group, float(gap), usual, float(gap) / usual, detail))
     return sorted(reasons, key=lambda r: r.contrast)
 

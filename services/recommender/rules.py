@@ -61,16 +61,27 @@ class Rules:
         seed_units: np.ndarray,
         cap_artists: bool = True,
     ) -> None:
+        self.index_set = index_set
         self.songs = index_set.songs
-        self.unit = index_set.unit
+        self._units: dict[int, np.ndarray] = {}
         self.options = options
         self.seed_ids = set(seed_ids)
         self.seed_units = seed_units  # [seeds, F], unit length
-        self.seed_titles = {
-            key for i in seed_ids if i in index_set.by_id if (key := title_key(self.songs[index_set.by_id[i]]))
-        }
+        seed_rows = [r for i in seed_ids if (r := index_set.row_of(i)) is not None]
+        self.seed_titles = {key for r in seed_rows if (key := title_key(self.songs[r]))}
         self.cap = options.max_per_artist if cap_artists else 0
         self.passed_over: dict[str, set[int]] = defaultdict(set)
+
+    def prefetch(self, rows) -> None:
+        """Read the unit vectors of many rows at once (one graph call per genre)."""
+        missing = [int(r) for r in rows if int(r) not in self._units]
+        for row, vector in zip(missing, self.index_set.unit_rows(missing), strict=True):
+            self._units[row] = vector
+
+    def unit(self, row: int) -> np.ndarray:
+        if row not in self._units:
+            self.prefetch([row])
+        return self._units[row]
 
     def refuses(self, row: int, similarity: float) -> str | None:
         """The rule that keeps this song out of the answer whatever else is chosen, or None."""
@@ -83,7 +94,7 @@ class Rules:
         song, o = self.songs[row], self.options
         if song.id in self.seed_ids or title_key(song) in self.seed_titles:
             return "seed"
-        if len(self.seed_units) and float(np.max(self.seed_units @ self.unit[row])) >= SAME_RECORDING:
+        if len(self.seed_units) and float(np.max(self.seed_units @ self.unit(row))) >= SAME_RECORDING:
             return "seed"
         if song.id in o.exclude_ids:
             return "exclude_ids"
@@ -105,7 +116,7 @@ class Rules:
         key = title_key(song)
         if song.id in chosen.ids or (key and key in chosen.titles):
             return "duplicate"
-        if chosen.rows and float(np.max(self.unit[chosen.rows] @ self.unit[row])) >= SAME_RECORDING:
+        if chosen.rows and max(float(self.unit(r) @ self.unit(row)) for r in chosen.rows) >= SAME_RECORDING:
             return "duplicate"
         artist = song.artist.casefold()
         if self.cap and artist and chosen.per_artist.get(artist, 0) >= self.cap:

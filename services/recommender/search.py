@@ -94,7 +94,14 @@ class _Search:
 
     def similarities(self, rows: np.ndarray) -> np.ndarray:
         """[rows, seeds] exact cosine similarities."""
-        return self.index_set.unit[rows] @ self.units.T
+        self.rules.prefetch(rows)
+        return np.stack([self.rules.unit(int(r)) for r in rows]) @ self.units.T if len(rows) else np.zeros((0, 1))
+
+    def similarity_basis(self, rows: list[int]) -> np.ndarray:
+        """[rows, F] unit vectors (a [0, F] array for none)."""
+        if not rows:
+            return np.zeros((0, self.units.shape[1]), dtype=np.float32)
+        return np.stack([self.rules.unit(r) for r in rows])
 
     def candidates(self, routes: list[Route], want: int) -> list[tuple[float, int, float]]:
         """(merge score, row, similarity) of the routes' nearest songs to any probe, best first."""
@@ -126,9 +133,9 @@ class _Search:
         pool = [(score, row, sim) for score, row, sim in pool if not self.rules.refuses(row, sim)]
         taken = [False] * len(pool)
         nearest_chosen = np.full(len(pool), -1.0)
-        pool_units = self.index_set.unit[np.array([row for _, row, _ in pool], dtype=np.int64)]
+        pool_units = self.similarity_basis([row for _, row, _ in pool])
         for row, _ in base:
-            nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.index_set.unit[row])
+            nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.rules.unit(row))
         lam = options.diversity
         self.blocked = {}
         while len(picked) < options.k:
@@ -152,7 +159,7 @@ class _Search:
             _, row, sim = pool[best]
             chosen.add(self.index_set.songs[row], row)
             picked.append((row, sim))
-            nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.index_set.unit[row])
+            nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.rules.unit(row))
         return picked
 
     def fill(self, base: list[tuple[int, float]], routes: list[Route]) -> tuple[list[tuple[int, float]], bool]:

@@ -28,8 +28,10 @@ class Resolved:
     song: SongRecord | None = None
 
 
-def stored_vote(song: SongRecord) -> Vote:
-    return Vote(song.ranking or [song.genre], song.probabilities, song.vote_share)
+def stored_vote(index: IndexSet, row: int) -> Vote:
+    """The vote the classifier gave a catalog song at ingestion."""
+    ranking, probabilities = index.songs.vote(row)
+    return Vote(ranking or [index.songs.genre(row)], probabilities, float(index.songs.c["vote_share"][row]))
 
 
 def _weight(seed: recommender_pb2.Seed, field: str) -> float:
@@ -73,8 +75,9 @@ async def resolve(
         if source == "song_id":
             row = song_row(index, seed.song_id, f"{field}.song_id")
             song = index.songs[row]
-            routes = policy.for_song(song.genre, song.genre_source == "catalog", stored_vote(song), index.genres)
-            jobs.append(_ready(Resolved(Seed(index.raw[row], weight, label, song.id), routes, song.genre, song)))
+            routes = policy.for_song(song.genre, song.genre_source == "catalog", stored_vote(index, row), index.genres)
+            seed = Seed(index.raw_rows([row])[0], weight, label, song.id)
+            jobs.append(_ready(Resolved(seed, routes, song.genre, song)))
         elif source == "features":
             raw = feature_vector(index, seed.features, f"{field}.features")
             routes = [Route(g, 1.0, "all") for g in index.genres]

@@ -76,9 +76,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
                 log.warning("unreadable cache entry ignored", extra={"key": key})
         song = index.songs[row]
         routes = self._policy.for_song(
-            song.genre, song.genre_source == "catalog", seed_requests.stored_vote(song), index.genres
+            song.genre, song.genre_source == "catalog", seed_requests.stored_vote(index, row), index.genres
         )
-        query = self._query(index.raw[row], routes, options, exclude_id=song.id, fill=index.genres)
+        query = self._query(index.raw_rows([row])[0], routes, options, exclude_id=song.id, fill=index.genres)
         result = recommend(index, query, self._ef)
         response = recommender_pb2.RecommendByIdResponse(
             query=song_message(song),

@@ -1,12 +1,18 @@
 """Index generations on disk, the read side (serving): load one, find the current one.
 
     <INDEX_DIR>/CURRENT            -> "gen-000007" (replaced atomically with os.replace)
-    <INDEX_DIR>/gen-000007/        manifest.json, songs.json, raw.npy, scaler.npz, hnsw-NN.bin
+    <INDEX_DIR>/gen-000007/        manifest.json, songs/ (columns, songs.py), norms.npy,
+                                   scaler.npz, hnsw-NN.bin (one graph per genre)
+
+The graphs hold the only copy of the vectors: each song's standardised vector, unit length
+(cosine space). Its length (norms.npy) and the scaler give back the standardised and the raw
+vector of the few rows a query needs, so a loaded generation keeps no N x F array beside the
+graphs. Song fields are memory-mapped columns.
 
 A build (build.py, ingestion only) writes a hidden temporary folder, renames it to its
 generation and only then points CURRENT at it, so a reader sees either the old generation or
-the new one, never a half-built one. Servers poll CURRENT and swap their in-memory reference;
-queries already running keep the object they started with.
+the new one, never a half-built one. Servers poll CURRENT and swap their in-memory reference
+(live.py); queries already running keep the object they started with.
 """
 
 from __future__ import annotations
@@ -17,65 +23,40 @@ from pathlib import Path
 
 import numpy as np
 
-from services.recommender.index import GenreIndex, normalise_rows
+from services.recommender.index import GenreIndex
 from services.recommender.reasons import typical_gaps
+from services.recommender.record import SongRecord
+from services.recommender.songs import SongTable
 
 CURRENT = "CURRENT"
-
-
-@dataclass
-class SongRecord:
-    id: str
-    title: str
-    artist: str
-    release_date: str
-    genre: str  # the index it lives in
-    predicted_genre: str = ""
-    # Share of the voting folds that agreed with predicted_genre; 1.0 when not classified.
-    vote_share: float = 1.0
-    # Genres ranked by the vote (best first), for the runner-up search.
-    ranking: list[str] = field(default_factory=list)
-    # The classifier's calibrated probability per genre (empty when not classified).
-    probabilities: dict[str, float] = field(default_factory=dict)
-    # "catalog" when the catalog gave the genre, "classifier" when the vote chose it.
-    genre_source: str = "catalog"
-    album: str = ""
-    duration_seconds: float = 0.0  # the whole song; 0 when unknown
-    year: int = 0  # 0 when unknown
+__all__ = ["CURRENT", "IndexSet", "SongRecord", "current_generation", "generation_name", "load_current",
+           "load_generation"]
 
 
 @dataclass
 class IndexSet:
-    """One loaded generation: songs, standardised vectors and one HNSW graph per genre."""
+    """One loaded generation: songs, one HNSW graph per genre, what rebuilds the vectors."""
 
     generation: int
     manifest: dict
-    songs: list[SongRecord]
-    raw: np.ndarray  # [N, F] feature vectors as the featurizer produced them
+    songs: SongTable
+    norms: np.ndarray  # [N] length of each standardised vector
     mean: np.ndarray
     scale: np.ndarray
     indexes: dict[str, GenreIndex]
     # Derived once per generation, not per query:
-    by_id: dict[str, int] = field(init=False)
-    z: np.ndarray = field(init=False)  # standardised rows
-    unit: np.ndarray = field(init=False)  # standardised rows, unit length (for exact checks)
     groups: dict[str, np.ndarray] = field(init=False)  # feature columns of each group the reasons speak of
     typical_gaps: dict[str, dict[str, float]] = field(init=False)  # genre -> group -> a neighbour's usual gap
 
     def __post_init__(self) -> None:
-        self.by_id = {s.id: i for i, s in enumerate(self.songs)}
-        self.z = self.standardise(self.raw)
-        self.unit = normalise_rows(self.z)
         position = {name: i for i, name in enumerate(self.feature_names)}
         self.groups = {
             group: np.array([position[n] for n in names]) for group, names in self.manifest["feature_groups"].items()
         }
         # written by the build; generations from before it are measured here, once
-        self.typical_gaps = self.manifest.get("typical_gaps") or typical_gaps(self.groups, self.z, self.genre_rows())
-
-    def genre_rows(self) -> dict[str, np.ndarray]:
-        genres = np.array([s.genre for s in self.songs])
-        return {g: np.flatnonzero(genres == g) for g in sorted(set(genres.tolist()))}
+        self.typical_gaps = self.manifest.get("typical_gaps") or typical_gaps(
+            self.groups, self.z_rows(np.arange(len(self.songs))), self.genre_rows()
+        )
 
     @property
     def schema_version(self) -> str:
@@ -88,6 +69,34 @@ class IndexSet:
     @property
     def genres(self) -> list[str]:
         return sorted(self.indexes)
+
+    def genre_rows(self) -> dict[str, np.ndarray]:
+        codes = self.songs.genre_codes()
+        return {self.songs.labels[c]: np.flatnonzero(codes == c) for c in np.unique(codes)}
+
+    def row_of(self, song_id: str) -> int | None:
+        return self.songs.row_of(song_id)
+
+    def unit_rows(self, rows) -> np.ndarray:
+        """[len(rows), F] unit-length standardised vectors, read from the genres' graphs."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows), len(self.feature_names)), dtype=np.float32)
+        if not len(rows):
+            return out
+        codes = self.songs.genre_codes()[rows]
+        for code in np.unique(codes):
+            where = np.flatnonzero(codes == code)
+            out[where] = self.indexes[self.songs.labels[code]].get(rows[where])
+        return out
+
+    def z_rows(self, rows) -> np.ndarray:
+        """[len(rows), F] standardised vectors."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        return self.unit_rows(rows) * np.asarray(self.norms[rows], dtype=np.float32)[:, None]
+
+    def raw_rows(self, rows) -> np.ndarray:
+        """[len(rows), F] vectors as the featurizer produced them."""
+        return (self.z_rows(rows) * self.scale + self.mean).astype(np.float32)
 
     def standardise(self, raw: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):  # the caller checks for non-finite results
@@ -109,14 +118,19 @@ def current_generation(index_dir: Path) -> int | None:
 def load_generation(index_dir: Path, generation: int) -> IndexSet:
     folder = index_dir / generation_name(generation)
     manifest = json.loads((folder / "manifest.json").read_text())
-    songs = [SongRecord(**row) for row in json.loads((folder / "songs.json").read_text())]
-    raw = np.load(folder / "raw.npy")
     scaler = np.load(folder / "scaler.npz")
+    dim = len(manifest["feature_names"])
     indexes = {
-        genre: GenreIndex.load(folder / entry["file"], raw.shape[1], entry["count"])
+        genre: GenreIndex.load(folder / entry["file"], dim, entry["count"])
         for genre, entry in manifest["genres"].items()
     }
-    return IndexSet(generation, manifest, songs, raw, scaler["mean"], scaler["scale"], indexes)
+    if (folder / "songs").is_dir():
+        songs, norms = SongTable.load(folder / "songs"), np.load(folder / "norms.npy", mmap_mode="r")
+    else:  # a generation from before the columns: songs.json and raw.npy
+        songs = SongTable.from_records([SongRecord(**row) for row in json.loads((folder / "songs.json").read_text())])
+        raw = np.load(folder / "raw.npy")
+        norms = np.linalg.norm((raw - scaler["mean"]) / scaler["scale"], axis=1).astype(np.float32)
+    return IndexSet(generation, manifest, songs, norms, scaler["mean"], scaler["scale"], indexes)
 
 
 def load_current(index_dir: Path) -> IndexSet | None:

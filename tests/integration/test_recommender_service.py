@@ -199,7 +199,8 @@ def test_rebuild_swaps_generation_without_failed_queries(stub, synthetic_index: 
     current = load_current(synthetic_index.index_dir)
     for _ in range(2):  # two rebuilds while queries run
         build_generation(
-            synthetic_index.index_dir, current.songs, current.raw, SCHEMA_VERSION, FEATURE_NAMES,
+            synthetic_index.index_dir, list(current.songs), current.raw_rows(np.arange(len(current.songs))),
+            SCHEMA_VERSION, FEATURE_NAMES,
             current.manifest["feature_groups"], progress=False,
         )
         time.sleep(1.0)

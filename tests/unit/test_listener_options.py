@@ -42,7 +42,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> IndexSet:
 
 def ask(index: IndexSet, row: int, genres=("rock",), fill=(), **options):
     parsed = parse_options(recommender_pb2.RecommendOptions(**options))  # as the servicer does
-    query = Query.one(index.raw[row], [Route(g, 1.0, "requested") for g in genres], parsed,
+    query = Query.one(index.raw_rows([row])[0], [Route(g, 1.0, "requested") for g in genres], parsed,
                       index.songs[row].id, fill=list(fill))
     return recommend(index, query)
 
@@ -124,7 +124,7 @@ def test_diversity_trades_similarity_for_spread(index: IndexSet) -> None:
     diverse = ask(index, 0, genres=GENRES, k=8, diversity=0.7)
 
     def spread(result) -> float:
-        unit = normalise_rows(index.z[[index.by_id[i] for i in ids(result)]])
+        unit = normalise_rows(index.z_rows([index.row_of(i) for i in ids(result)]))
         return float(np.mean([1 - unit[a] @ unit[b] for a, b in itertools.combinations(range(len(unit)), 2)]))
 
     assert spread(diverse) > spread(plain) + 0.05
@@ -134,7 +134,7 @@ def test_diversity_trades_similarity_for_spread(index: IndexSet) -> None:
 
 def test_several_seeds_never_come_back_and_weights_pull(index: IndexSet) -> None:
     rows = [0, 31]  # a rock and a jazz song
-    seeds = [Seed(index.raw[r], 1.0, index.songs[r].id, index.songs[r].id) for r in rows]
+    seeds = [Seed(index.raw_rows([r])[0], 1.0, index.songs[r].id, index.songs[r].id) for r in rows]
     routes = [Route(g, 1.0, "seeds") for g in GENRES]
     both = recommend(index, Query(seeds, routes, Options(k=10)))
     assert not {index.songs[r].id for r in rows} & set(ids(both))
@@ -163,7 +163,7 @@ def test_a_path_moves_toward_the_target_without_repeats(index: IndexSet) -> None
     assert len(set(rows)) == 6 and start not in rows and end not in rows
     to_target = [s.similarity_to_target for s in path.steps]
     assert to_target == sorted(to_target) and len(set(to_target)) == 6  # strictly closer every step
-    unit = index.unit
+    unit = index.unit_rows(np.arange(len(index.songs)))
     assert to_target[0] > float(unit[start] @ unit[end])
     previous = [start, *rows[:-1]]
     for step, before in zip(path.steps, previous, strict=True):
@@ -202,5 +202,5 @@ def test_typical_gaps_are_written_by_the_build(index: IndexSet) -> None:
 def test_a_generation_from_before_typical_gaps_still_loads(index: IndexSet, tmp_path: Path) -> None:
     manifest = dict(index.manifest)
     manifest.pop("typical_gaps")
-    older = IndexSet(index.generation, manifest, index.songs, index.raw, index.mean, index.scale, index.indexes)
+    older = IndexSet(index.generation, manifest, index.songs, index.norms, index.mean, index.scale, index.indexes)
     assert older.typical_gaps.keys() == index.typical_gaps.keys()
