@@ -135,4 +135,12 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         )
 
     async def ListGenres(self, request, context):
-        return classifier_pb2.ListGenresResponse(labels=await self._known_labels(), model_names=self._models)
+        versions = []
+        for model in self._models:
+            try:
+                versions.append(await self._client.available_version(model, self._timeout) or 0)
+            except grpc.aio.AioRpcError:
+                versions.append(0)
+        return classifier_pb2.ListGenresResponse(
+            labels=await self._known_labels(), model_names=self._models, model_versions=versions
+        )

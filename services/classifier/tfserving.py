@@ -52,13 +52,17 @@ class TFServingClient:
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
-    async def is_available(self, model: str, timeout: float) -> bool:
-        """ModelService/GetModelStatus: True when some version of `model` is AVAILABLE."""
+    async def available_version(self, model: str, timeout: float) -> int | None:
+        """ModelService/GetModelStatus: the newest AVAILABLE version of `model`, None if none is."""
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = model
         response = await self._models.GetModelStatus(request, timeout=timeout)
         available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-        return any(v.state == available for v in response.model_version_status)
+        versions = [v.version for v in response.model_version_status if v.state == available]
+        return max(versions) if versions else None
+
+    async def is_available(self, model: str, timeout: float) -> bool:
+        return await self.available_version(model, timeout) is not None
 
     async def predict(self, model: str, log_mel: np.ndarray, timeout: float | None) -> Prediction:
         request = predict_pb2.PredictRequest()

@@ -1,10 +1,15 @@
 """Ingest a catalog: featurize and classify every song, then publish a new index generation.
 
-    python -m services.recommender.ingest --catalog var/demo/catalog.csv
+    python -m services.recommender.ingest --catalog var/demo/catalog.csv          # both steps
+    python -m services.recommender.ingest --catalog C --only analyse --shard K --shards N
+    python -m services.recommender.ingest --catalog C --only publish --shards N
 
 Needs the featurizer and the classifier (FEATURIZER_ADDR, CLASSIFIER_ADDR), reached through the
-same upstream client the recommender uses. Results are cached per file content and feature
-schema, so a rebuild only analyses new or changed audio. Songs that cannot be analysed are
+same upstream client the recommender uses. Analyses are kept by file content, feature schema
+and model versions (analysis.py), so a rebuild only analyses new or changed audio, and songs
+no longer in the catalog leave the index. `--only analyse` runs one shard of a Kubernetes
+Indexed Job (K and N default to JOB_COMPLETION_INDEX and JOB_COMPLETIONS); `--only publish`
+merges the shards' reports into one generation (shards.py). Songs that cannot be analysed are
 listed at the end (and fail the run with --strict); the rest are indexed. The new generation
 is swapped in atomically: running servers pick it up by polling.
 """
@@ -13,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import json
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,79 +28,34 @@ from tqdm import tqdm
 
 from services.common.config import env_str
 from services.common.errors import ServiceError, describe
+from services.recommender.analysis import Analysed, Analyser, AnalysisStore, Setup, read_setup
 from services.recommender.build import build_generation
 from services.recommender.catalog import COLUMNS, CatalogError, CatalogSong, check_date, read_catalog
-from services.recommender.routing import from_classification
+from services.recommender.shards import ShardReport, read_reports, shard_folder, shard_songs
 from services.recommender.store import SongRecord
-from services.recommender.tags import FileTags, read_tags
+from services.recommender.tags import FileTags
 from services.recommender.upstream import Upstream
 
 
-@dataclass
-class Analysed:
-    vector: list[float]
-    predicted: str
-    share: float
-    ranking: list[str]
-    probabilities: dict[str, float]
-    song_seconds: float = 0.0  # the decoded song's length
-    tags: dict = field(default_factory=dict)  # FileTags as a dict
-
-
-class Analyser:
-    """Featurize + classify one file through the upstream client, with a content-addressed cache."""
-
-    def __init__(self, upstream: Upstream, cache_dir: Path, timeout: float) -> None:
-        self.upstream = upstream
-        self.timeout = timeout
-        self.cache_root = cache_dir
-        self.schema_version = ""
-        self.feature_names: list[str] = []
-        self.feature_groups: dict[str, list[str]] = {}
-
-    async def read_schema(self) -> None:
-        schema = await self.upstream.feature_schema(self.timeout)
-        self.schema_version = schema.schema_version
-        self.feature_names = list(schema.names)
-        self.feature_groups = {g.name: list(g.features) for g in schema.groups}
-        (self.cache_root / self.schema_version).mkdir(parents=True, exist_ok=True)
-
-    async def analyse(self, path: Path) -> Analysed:
-        data = await asyncio.to_thread(path.read_bytes)
-        cached = self.cache_root / self.schema_version / f"{hashlib.sha256(data).hexdigest()}.json"
-        if cached.exists():
-            entry = json.loads(cached.read_text())
-            if "tags" in entry:  # entries from before tags (or calibration) are analysed again
-                return Analysed(**{k: entry[k] for k in Analysed.__dataclass_fields__})
-        features = await self.upstream.featurize(data, path.name, self.timeout)
-        vote = from_classification(await self.upstream.classify(features.mel, self.timeout))
-        tags = await asyncio.to_thread(read_tags, path)
-        result = Analysed(
-            list(features.features.values), vote.ranking[0], vote.share, vote.ranking, vote.probabilities,
-            features.window.song_seconds, asdict(tags),
-        )
-        cached.write_text(json.dumps({**asdict(result), "file": str(path)}))
-        return result
-
-
-async def analyse_catalog(
-    analyser: Analyser, songs: list[CatalogSong], workers: int
-) -> tuple[dict[str, Analysed], dict[str, str]]:
-    done: dict[str, Analysed] = {}
+async def analyse_songs(
+    analyser: Analyser, songs: list[CatalogSong], workers: int, label: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """({song id: content hash} of the analysed songs, {song id: why} of the rest)."""
+    hashes: dict[str, str] = {}
     failed: dict[str, str] = {}
     slots = asyncio.Semaphore(workers)
 
     async def one(song: CatalogSong) -> None:
         async with slots:
             try:
-                done[song.id] = await analyser.analyse(song.audio_path)
+                hashes[song.id], _ = await analyser.analyse(song.audio_path)
             except (OSError, ServiceError) as exc:
                 failed[song.id] = f"{song.audio_path}: {describe(exc)}"
 
     tasks = [asyncio.ensure_future(one(s)) for s in songs]
-    for task in tqdm(asyncio.as_completed(tasks), total=len(tasks), desc="featurize + classify", unit="song"):
+    for task in tqdm(asyncio.as_completed(tasks), total=len(tasks), desc=label, unit="song"):
         await task
-    return done, failed
+    return hashes, failed
 
 
 def song_record(song: CatalogSong, analysed: Analysed) -> SongRecord:
@@ -125,51 +83,88 @@ def song_record(song: CatalogSong, analysed: Analysed) -> SongRecord:
     )
 
 
-def records(songs: list[CatalogSong], analysed: dict[str, Analysed]) -> tuple[list[SongRecord], np.ndarray]:
-    kept = [s for s in songs if s.id in analysed]
-    rows = [song_record(s, analysed[s.id]) for s in kept]
-    return rows, np.array([analysed[s.id].vector for s in kept], dtype=np.float32)
-
-
-async def analyse_all(args: argparse.Namespace, songs: list[CatalogSong]) -> tuple[Analyser, dict, dict]:
+async def analyse_shard(args: argparse.Namespace, songs: list[CatalogSong]) -> tuple[ShardReport, int]:
+    """Analyse this shard's songs; (its report, how many went through the services)."""
     upstream = Upstream(args.featurizer, args.classifier)
     try:
-        analyser = Analyser(upstream, args.index_dir / "analysis-cache", args.timeout)
-        await analyser.read_schema()
-        analysed, failed = await analyse_catalog(analyser, songs, args.workers)
-        return analyser, analysed, failed
+        setup = await read_setup(upstream, args.timeout)
+        analyser = Analyser(upstream, AnalysisStore(args.index_dir / "analysis-cache", setup), args.timeout)
+        mine = shard_songs(songs, args.shard, args.shards)
+        label = "featurize + classify" + (f" (shard {args.shard} of {args.shards})" if args.shards > 1 else "")
+        hashes, failed = await analyse_songs(analyser, mine, args.workers, label)
+        return ShardReport(args.shard, args.shards, hashes, failed, setup), analyser.analysed
     finally:
         await upstream.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def publish(args: argparse.Namespace, songs: list[CatalogSong], reports: list[ShardReport]) -> tuple[int, list]:
+    """Merge the shards' analyses in catalog order into one generation; (generation, records)."""
+    setup: Setup = reports[0].setup
+    store = AnalysisStore(args.index_dir / "analysis-cache", setup)
+    hashes = {song_id: sha for r in reports for song_id, sha in r.hashes.items()}
+    kept = [s for s in songs if s.id in hashes]
+    analyses = [store.get(hashes[s.id]) for s in kept]
+    lost = [s.id for s, a in zip(kept, analyses, strict=True) if a is None]
+    if lost:
+        raise ValueError(f"{len(lost)} analyses named by the shards are missing from the store (e.g. {lost[0]})")
+    rows = [song_record(s, a) for s, a in zip(kept, analyses, strict=True)]
+    vectors = np.array([a.vector for a in analyses], dtype=np.float32)
+    generation = build_generation(
+        args.index_dir, rows, vectors, setup.schema_version, setup.feature_names, setup.feature_groups,
+        source=str(args.catalog),
+    )
+    return generation, rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--catalog", type=Path, required=True, help="CSV: " + ",".join(COLUMNS))
+    parser.add_argument("--catalog", type=Path, required=True, help="CSV: " + ",".join(COLUMNS) + "[,album]")
     parser.add_argument("--index-dir", type=Path, default=Path(env_str("INDEX_DIR", "var/index")))
     parser.add_argument("--featurizer", default=env_str("FEATURIZER_ADDR", "127.0.0.1:50051"))
     parser.add_argument("--classifier", default=env_str("CLASSIFIER_ADDR", "127.0.0.1:50052"))
     parser.add_argument("--workers", type=int, default=2, help="songs analysed concurrently")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per song and call")
     parser.add_argument("--strict", action="store_true", help="fail when any song cannot be analysed")
+    parser.add_argument("--only", choices=["analyse", "publish"], help="one step (a shard, or the merge)")
+    parser.add_argument("--shard", type=int, default=int(os.environ.get("JOB_COMPLETION_INDEX", "0")))
+    parser.add_argument("--shards", type=int, default=int(os.environ.get("JOB_COMPLETIONS", "1")))
     args = parser.parse_args(argv)
+    if args.only is None:  # both steps in one process: the whole catalog is one shard
+        args.shard, args.shards = 0, 1
+    if args.shards < 1 or not 0 <= args.shard < args.shards:
+        parser.error(f"--shard {args.shard} must be in 0..{args.shards - 1} (--shards {args.shards})")
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     started = time.monotonic()
     songs = read_catalog(args.catalog)
+    folder = shard_folder(args.index_dir, args.catalog)
+    if args.only != "publish":
+        try:
+            report, fresh = asyncio.run(analyse_shard(args, songs))
+        except ServiceError as exc:
+            print(f"cannot start the ingestion: {exc.message}", file=sys.stderr)
+            return 2
+        report.write(folder)
+        for song_id, reason in sorted(report.failed.items()):
+            print(f"not indexed: {song_id}: {reason}", file=sys.stderr)
+        done = len(report.hashes)
+        print(f"shard {args.shard} of {args.shards}: {done} songs ({fresh} analysed, {done - fresh} known), "
+              f"{len(report.failed)} failed, {time.monotonic() - started:.1f} s")
+        if args.only == "analyse":
+            return 1 if report.failed and args.strict else 0
     try:
-        analyser, analysed, failed = asyncio.run(analyse_all(args, songs))
-    except ServiceError as exc:
-        print(f"cannot start the ingestion: {exc.message}", file=sys.stderr)
-        return 2
-    for song_id, reason in sorted(failed.items()):
-        print(f"not indexed: {song_id}: {reason}", file=sys.stderr)
-    if not analysed or (failed and args.strict):
+        reports = read_reports(folder, args.shards if args.only == "publish" else 1)
+    except ValueError as exc:
+        print(f"cannot publish: {exc}", file=sys.stderr)
+        return 1
+    failed = {k: v for r in reports for k, v in r.failed.items()}
+    if not any(r.hashes for r in reports) or (failed and args.strict):
         print(f"{len(failed)} of {len(songs)} songs could not be analysed; no index published", file=sys.stderr)
         return 1
-    rows, vectors = records(songs, analysed)
-    generation = build_generation(
-        args.index_dir, rows, vectors, analyser.schema_version, analyser.feature_names, analyser.feature_groups,
-        source=str(args.catalog),
-    )
+    generation, rows = publish(args, songs, reports)
     labelled = [r for r in rows if r.genre_source == "catalog"]
     agree = sum(r.predicted_genre == r.genre for r in labelled)
     genres = sorted({r.genre for r in rows})

@@ -84,6 +84,13 @@ class Upstream:
         except grpc.aio.AioRpcError as exc:
             raise _translate("featurizer", self.featurizer_addr, exc) from None
 
+    async def models(self, timeout: float) -> classifier_pb2.ListGenresResponse:
+        """The classifier's labels and the fold models (names, versions) it votes with."""
+        try:
+            return await self._classifier.ListGenres(classifier_pb2.ListGenresRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate("classifier", self.classifier_addr, exc) from None
+
     async def classify(self, mel, timeout: float) -> classifier_pb2.ClassifyResponse:
         try:
             return await self._classifier.Classify(classifier_pb2.ClassifyRequest(mel=mel), timeout=timeout)

@@ -1,0 +1,110 @@
+"""Ingestion as a Kubernetes Indexed Job would run it: 4 shards as processes, then the merge,
+equal to a single-process build; and incremental: only new or changed songs are analysed again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from devtools.localrun import Proc
+from services.recommender.options import Options
+from services.recommender.routing import Route
+from services.recommender.search import Query, recommend
+from services.recommender.store import IndexSet, load_current
+from tests.conftest import ROOT
+from tests.synth import noise, write_synthetic_catalog
+
+SHARDS = 4
+
+
+def ingest(catalog: Path, index_dir: Path, featurizer: Proc, classifier: Proc, *extra: str,
+           env: dict[str, str] | None = None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(catalog), "--index-dir",
+               str(index_dir), "--featurizer", featurizer.address, "--classifier", classifier.address, *extra]
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def sharded(catalog: Path, index_dir: Path, featurizer: Proc, classifier: Proc) -> tuple[int, str]:
+    """The 4 shards at once (each told its index the way the Job tells it), then the merge;
+    (songs the services analysed, the merge's output)."""
+    procs = [ingest(catalog, index_dir, featurizer, classifier, "--only", "analyse",
+                    env={"JOB_COMPLETION_INDEX": str(k), "JOB_COMPLETIONS": str(SHARDS)}) for k in range(SHARDS)]
+    outputs = [finish(p) for p in procs]
+    fresh = sum(int(line.split("(")[1].split(" analysed")[0]) for out in outputs for line in out.splitlines()
+                if line.startswith("shard "))
+    merged = finish(ingest(catalog, index_dir, featurizer, classifier, "--only", "publish", "--shards", str(SHARDS)))
+    return fresh, merged
+
+
+def top5(index: IndexSet) -> dict[str, list[str]]:
+    answers = {}
+    for row, song in enumerate(index.songs):
+        query = Query.one(index.raw_rows([row])[0], [Route(song.genre, 1.0, "catalog_genre")], Options(k=5), song.id,
+                          fill=index.genres)
+        answers[song.id] = [h.song.id for h in recommend(index, query).hits]
+    return answers
+
+
+def test_four_shards_merge_to_the_single_process_build_and_reruns_are_incremental(
+    featurizer: Proc, classifier: Proc, tmp_path: Path
+) -> None:
+    catalog = write_synthetic_catalog(tmp_path / "songs")
+    finish(ingest(catalog, tmp_path / "single", featurizer, classifier, "--strict"))
+    fresh, merged = sharded(catalog, tmp_path / "sharded", featurizer, classifier)
+    assert fresh == 20 and "indexed 20 songs in 4 genres as generation 1" in merged, merged
+
+    single, parts = load_current(tmp_path / "single"), load_current(tmp_path / "sharded")
+    assert [s.id for s in parts.songs] == [s.id for s in single.songs]  # catalog order, whatever the shards
+    assert list(parts.songs) == list(single.songs)
+    everyone = np.arange(len(single.songs))
+    np.testing.assert_allclose(parts.raw_rows(everyone), single.raw_rows(everyone), rtol=1e-5, atol=1e-4)
+    assert parts.manifest["feature_groups"] == single.manifest["feature_groups"]
+    assert top5(parts) == top5(single)
+
+    # again, unchanged: nothing is analysed
+    fresh, _ = sharded(catalog, tmp_path / "sharded", featurizer, classifier)
+    assert fresh == 0
+
+    # one song removed from the catalog, one file changed: one analysis, and the index follows
+    lines = catalog.read_text().splitlines()
+    gone = lines[1].split(",")[0]
+    catalog.write_text("\n".join([lines[0], *lines[2:]]) + "\n")
+    changed = lines[5].split(",")[0]
+    sf.write(catalog.parent / f"{changed}.wav", noise(35.0, seed=99, amp=0.3), 22050)
+    before = parts.raw_rows([parts.row_of(changed)])[0]
+    fresh, merged = sharded(catalog, tmp_path / "sharded", featurizer, classifier)
+    assert fresh == 1 and "indexed 19 songs" in merged
+    after = load_current(tmp_path / "sharded")
+    assert after.row_of(gone) is None and len(after.songs) == 19
+    assert not np.allclose(after.raw_rows([after.row_of(changed)])[0], before)
+
+
+def test_publish_refuses_while_a_shard_has_not_reported(featurizer: Proc, classifier: Proc, tmp_path: Path) -> None:
+    catalog = write_synthetic_catalog(tmp_path / "songs", per_genre=2)
+    finish(ingest(catalog, tmp_path / "index", featurizer, classifier, "--only", "analyse", "--shard", "1",
+                  "--shards", "3"))
+    proc = ingest(catalog, tmp_path / "index", featurizer, classifier, "--only", "publish", "--shards", "3")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "shards [0, 2] of 3 have not reported" in err
+    assert load_current(tmp_path / "index") is None
+
+
+@pytest.mark.parametrize("bad", [["--shard", "4", "--shards", "4"], ["--shards", "0"]])
+def test_bad_shard_numbers_are_refused(bad: list[str], tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(tmp_path / "c.csv"),
+               "--only", "analyse", *bad]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--shard" in done.stderr
