@@ -60,12 +60,27 @@ def test_strict_validation_rejects_a_misspelt_field(tmp_path: Path) -> None:
 
 @needs_kubectl
 def test_every_empty_dir_has_a_size_limit() -> None:
-    for docs in (build("deploy/base"), build("deploy/jobs")):
+    folders = ["deploy/base", "deploy/jobs", "deploy/jobs-sharded/analyse", "deploy/jobs-sharded/publish"]
+    for docs in map(build, folders):
         for d in docs:
             if d["kind"] in {"Deployment", "Job"}:
                 for volume in d["spec"]["template"]["spec"].get("volumes", []):
                     if "emptyDir" in volume:
                         assert volume["emptyDir"].get("sizeLimit"), (d["metadata"]["name"], volume["name"])
+
+
+@needs_kubectl
+def test_sharded_ingestion_is_an_indexed_job_and_its_publish_step_agrees_on_the_shards() -> None:
+    (analyse,) = build("deploy/jobs-sharded/analyse")
+    (publish,) = build("deploy/jobs-sharded/publish")
+    spec = analyse["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["parallelism"] <= spec["completions"]
+    container = spec["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["JOB_COMPLETIONS"] == str(spec["completions"])  # each pod knows N; K comes from Kubernetes
+    command = publish["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--shards") + 1] == str(spec["completions"])
+    assert "--only" in container["command"] and "analyse" in container["command"]
 
 
 @needs_kubectl
