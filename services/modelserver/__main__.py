@@ -2,8 +2,10 @@
 
 Speaks tensorflow.serving.PredictionService and ModelService on PORT (default 8500, TF
 Serving's gRPC port), serving the SavedModels listed in MODEL_CONFIG_FILE (the same
-models.config the tensorflow/serving image reads). Production runs the real image instead;
-the classifier's client code is the same for both.
+models.config the tensorflow/serving image reads). ENABLE_BATCHING=1 batches concurrent
+Predict calls with BATCHING_PARAMETERS_FILE (the file TF Serving's --batching_parameters_file
+reads; batching.py). Production runs the real image instead; the classifier's client code is
+the same for both.
 """
 
 from services.common.quiet_tensorflow import import_tensorflow
@@ -28,12 +30,25 @@ from tensorflow_serving.apis import (
 from services.common.config import env_int, env_str
 from services.common.modelconfig import DEFAULT_CONFIG, read_config
 from services.common.server import ServiceSpec, run
+from services.modelserver.batching import BatchingParameters
 from services.modelserver.servicer import LoadedModel, ModelServer, load_model
 
 CONFIG = Path(env_str("MODEL_CONFIG_FILE", str(DEFAULT_CONFIG)))
 MODELS_ROOT = env_str("MODELS_ROOT", "")
+DEFAULT_BATCHING = Path(__file__).resolve().parents[2] / "deploy" / "base" / "tfserving" / "batching.config"
 models: dict[str, LoadedModel] = {}
-server = ModelServer(models, env_int("MODEL_SERVER_WORKERS", 2))
+
+
+def batching() -> BatchingParameters | None:
+    if env_str("ENABLE_BATCHING", "0").lower() not in {"1", "true", "on"}:
+        return None
+    path = Path(env_str("BATCHING_PARAMETERS_FILE", str(DEFAULT_BATCHING)))
+    if not path.is_file():
+        raise SystemExit(f"ENABLE_BATCHING is on but BATCHING_PARAMETERS_FILE {path} does not exist")
+    return BatchingParameters.read(path)
+
+
+server = ModelServer(models, env_int("MODEL_SERVER_WORKERS", 2), batching())
 
 
 async def register(grpc_server: grpc.aio.Server) -> Sequence[str]:

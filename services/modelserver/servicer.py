@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (
@@ -21,6 +22,7 @@ from tensorflow_serving.apis import (
 
 from services.common.errors import ServiceError, invalid, not_found
 from services.common.modelconfig import ModelEntry
+from services.modelserver.batching import Batcher, BatchingParameters
 
 log = logging.getLogger("modelserver")
 
@@ -41,9 +43,10 @@ def load_model(entry: ModelEntry) -> LoadedModel:
 
 
 class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, models: dict[str, LoadedModel], workers: int) -> None:
+    def __init__(self, models: dict[str, LoadedModel], workers: int, batching: BatchingParameters | None) -> None:
         self._models = models
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
+        self._batcher = Batcher(batching, self._run) if batching else None
 
     def _model(self, spec: Any) -> LoadedModel:
         model = self._models.get(spec.name)
@@ -53,7 +56,7 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
             raise not_found(f"Servable not found for request: {label}")
         return model
 
-    def _predict(self, model: LoadedModel, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    def _signature(self, model: LoadedModel, request: predict_pb2.PredictRequest):
         name = request.model_spec.signature_name or "serving_default"
         if name not in model.loaded.signatures:
             raise invalid(f'Serving signature name: "{name}" not found in signature def')
@@ -62,24 +65,41 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         given = set(request.inputs.keys())
         if given != expected:
             raise invalid(f"input keys {sorted(given)} do not match the signature's {sorted(expected)}")
+        return name, fn
+
+    def _run(self, model_name: str, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One call of a signature on numpy inputs (a request's, or a merged batch's)."""
+        model = self._models[model_name]
+        fn = model.loaded.signatures[signature]
         try:
-            inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
-            outputs = fn(**inputs)
+            outputs = fn(**{k: tf.constant(v) for k, v in inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
             raise invalid(f"could not run {model.entry.name}: {exc}") from exc
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    def _response(self, model: LoadedModel, signature: str, request, outputs) -> predict_pb2.PredictResponse:
         wanted = set(request.output_filter) or set(outputs)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = model.entry.name
         response.model_spec.version.value = model.entry.version
-        response.model_spec.signature_name = name
+        response.model_spec.signature_name = signature
         for key in wanted:
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key].numpy()))
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
         return response
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
         model = self._model(request.model_spec)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._predict, model, request)
+        signature, _ = self._signature(model, request)
+        try:
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        except (TypeError, ValueError) as exc:
+            raise invalid(f"inputs are not valid tensors: {exc}") from exc
+        if self._batcher is not None and all(v.ndim >= 1 and v.shape[0] >= 1 for v in inputs.values()):
+            outputs = await self._batcher.predict(model.entry.name, signature, inputs)
+        else:
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._pool, self._run, model.entry.name, signature, inputs)
+        return self._response(model, signature, request, outputs)
 
     async def GetModelMetadata(self, request, context):
         model = self._model(request.model_spec)

@@ -1,0 +1,107 @@
+"""Ingestion throughput on real clips: songs/s and CPU per song, today's settings against the
+tuned ones, measured side by side in one run.
+
+    python -m bench.ingest [--clips 171] [--workers 8]
+
+Both configurations run the real services on loopback (model server stand-in, featurizer,
+classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/data:
+- today: no batching, default BLAS/TF threads, 2 songs in flight;
+- tuned: the model server batches concurrent Predicts with deploy/base/tfserving/batching.config
+  (as TF Serving with --enable_batching), one BLAS/TF thread per worker, workers = cores in
+  each service, more songs in flight to fill the batches.
+Each configuration ingests the clips twice into fresh indexes: cold (services just started) and
+warm (services warmed by the first run); then once more into the warm index, where every song
+is already known (an incremental re-run). CPU per song is read from /proc for each process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from devtools.demo_catalog import folder_catalog
+from devtools.localrun import ROOT, running
+from services.recommender.catalog import write_catalog
+
+DATA = ROOT.parent / "shared" / "data"
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                     "NUMBA_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+CORES = os.cpu_count() or 2
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ingest(catalog: Path, index_dir: Path, addresses: dict[str, str], workers: int) -> tuple[float, float, str]:
+    """(wall seconds, client CPU seconds, last line of output)."""
+    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(catalog), "--index-dir",
+               str(index_dir), "--featurizer", addresses["featurizer"], "--classifier", addresses["classifier"],
+               "--workers", str(workers)]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    wall = time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(done.stderr[-2000:])
+    usage = os.times()
+    return wall, usage.children_user + usage.children_system, done.stdout.strip().splitlines()[-1]
+
+
+def configuration(name: str, catalog: Path, songs: int, tmp: Path, tuned: bool, workers: int) -> list[tuple]:
+    threads = ONE_THREAD if tuned else {}
+    models = {"MODEL_CONFIG_FILE": str(ROOT / "models" / "models.config"), **threads}
+    if tuned:
+        models.update(ENABLE_BATCHING="1", MODEL_SERVER_WORKERS=str(CORES))
+    rows = []
+    with ExitStack() as stack:
+        ms = stack.enter_context(running("services.modelserver", models, tmp))
+        fz = stack.enter_context(running("services.featurizer", {**threads, "FEATURIZER_WORKERS": str(CORES),
+                                                                  "MAX_UPLOADS_PER_PEER": "64"}, tmp))
+        cl = stack.enter_context(running("services.classifier", {**models, "TF_SERVING_ADDR": ms.address}, tmp))
+        procs = {"model server": ms, "featurizer": fz, "classifier": cl}
+        addresses = {"featurizer": fz.address, "classifier": cl.address}
+        in_flight = workers if tuned else 2
+        for run, index in (("cold", "a"), ("warm", "b"), ("re-run, all known", "b")):
+            before = {k: cpu_seconds(p.process.pid) for k, p in procs.items()}
+            client_before = os.times().children_user + os.times().children_system
+            wall, client_after, _ = ingest(catalog, tmp / name / index, addresses, in_flight)
+            cpu = {k: (cpu_seconds(p.process.pid) - before[k]) * 1e3 / songs for k, p in procs.items()}
+            cpu["ingest client"] = (client_after - client_before) * 1e3 / songs
+            rows.append((name, run, songs / wall, cpu))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=171, help="at most this many real clips")
+    parser.add_argument("--workers", type=int, default=4 * CORES, help="songs in flight, tuned configuration")
+    args = parser.parse_args()
+    clips = (folder_catalog(DATA / "gtzan_mini" / "genres") + folder_catalog(DATA / "gtzan_extra" / "genres"))
+    if not clips:
+        raise SystemExit(f"no clips under {DATA} (see ../shared/data/README.md)")
+    clips = clips[: args.clips]
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        catalog = tmp / "catalog.csv"
+        write_catalog(catalog, clips)
+        print(f"ingesting {len(clips)} real clips, {CORES} cores; CPU in ms per song")
+        rows = configuration("today", catalog, len(clips), tmp, tuned=False, workers=2)
+        rows += configuration("tuned", catalog, len(clips), tmp, tuned=True, workers=args.workers)
+    parts = list(rows[0][3])
+    print(f"{'configuration':<10} {'run':<18} {'songs/s':>8} " + " ".join(f"{p:>14}" for p in parts))
+    for config, run, rate, cpu in rows:
+        print(f"{config:<10} {run:<18} {rate:8.1f} " + " ".join(f"{cpu[p]:14.1f}" for p in parts))
+    by = {(c, r): rate for c, r, rate, _ in rows}
+    print(f"tuned vs today: cold {by[('tuned', 'cold')] / by[('today', 'cold')]:.2f}x, "
+          f"warm {by[('tuned', 'warm')] / by[('today', 'warm')]:.2f}x songs/s")
+
+
+if __name__ == "__main__":
+    main()
