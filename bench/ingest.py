@@ -5,10 +5,10 @@ tuned ones, measured side by side in one run.
 
 Both configurations run the real services on loopback (model server stand-in, featurizer,
 classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/data:
-- today: no batching, default BLAS/TF threads, 2 songs in flight;
-- tuned: the model server batches concurrent Predicts with deploy/base/tfserving/batching.config
-  (as TF Serving with --enable_batching), one BLAS/TF thread per worker, workers = cores in
-  each service, more songs in flight to fill the batches.
+- today (before): no batching, BLAS/TF pools as wide as the cores, 2 songs in flight;
+- one thread: one BLAS/TF thread per worker, workers = cores in each service, more songs in flight;
+- + batching: the same, and the model server batches concurrent Predicts with
+  deploy/components/tfserving-batching/batching.config (as TF Serving with --enable_batching).
 Each configuration ingests the clips twice into fresh indexes: cold (services just started) and
 warm (services warmed by the first run); then once more into the warm index, where every song
 is already known (an incremental re-run). CPU per song is read from /proc for each process.
@@ -33,6 +33,8 @@ DATA = ROOT.parent / "shared" / "data"
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                      "NUMBA_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
 CORES = os.cpu_count() or 2
+# what the services did before services/common/threads.py: every library's pool at full width
+TODAY = {name: str(CORES) for name in ONE_THREAD}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -54,11 +56,13 @@ def ingest(catalog: Path, index_dir: Path, addresses: dict[str, str], workers: i
     return wall, usage.children_user + usage.children_system, done.stdout.strip().splitlines()[-1]
 
 
-def configuration(name: str, catalog: Path, songs: int, tmp: Path, tuned: bool, workers: int) -> list[tuple]:
-    threads = ONE_THREAD if tuned else {}
+def configuration(name: str, catalog: Path, songs: int, tmp: Path, tuned: bool, workers: int,
+                  batching: bool = False) -> list[tuple]:
+    threads = ONE_THREAD if tuned else TODAY
     models = {"MODEL_CONFIG_FILE": str(ROOT / "models" / "models.config"), **threads}
-    if tuned:
-        models.update(ENABLE_BATCHING="1", MODEL_SERVER_WORKERS=str(CORES))
+    models.update(MODEL_SERVER_WORKERS=str(CORES if tuned else 2))
+    if batching:
+        models.update(ENABLE_BATCHING="1")
     rows = []
     with ExitStack() as stack:
         ms = stack.enter_context(running("services.modelserver", models, tmp))
@@ -93,14 +97,16 @@ def main() -> None:
         write_catalog(catalog, clips)
         print(f"ingesting {len(clips)} real clips, {CORES} cores; CPU in ms per song")
         rows = configuration("today", catalog, len(clips), tmp, tuned=False, workers=2)
-        rows += configuration("tuned", catalog, len(clips), tmp, tuned=True, workers=args.workers)
+        rows += configuration("one thread", catalog, len(clips), tmp, tuned=True, workers=args.workers)
+        rows += configuration("+ batching", catalog, len(clips), tmp, tuned=True, workers=args.workers, batching=True)
     parts = list(rows[0][3])
-    print(f"{'configuration':<10} {'run':<18} {'songs/s':>8} " + " ".join(f"{p:>14}" for p in parts))
+    print(f"{'configuration':<13} {'run':<18} {'songs/s':>8} " + " ".join(f"{p:>14}" for p in parts))
     for config, run, rate, cpu in rows:
-        print(f"{config:<10} {run:<18} {rate:8.1f} " + " ".join(f"{cpu[p]:14.1f}" for p in parts))
+        print(f"{config:<13} {run:<18} {rate:8.1f} " + " ".join(f"{cpu[p]:14.1f}" for p in parts))
     by = {(c, r): rate for c, r, rate, _ in rows}
-    print(f"tuned vs today: cold {by[('tuned', 'cold')] / by[('today', 'cold')]:.2f}x, "
-          f"warm {by[('tuned', 'warm')] / by[('today', 'warm')]:.2f}x songs/s")
+    for config in ("one thread", "+ batching"):
+        print(f"{config} vs today: cold {by[(config, 'cold')] / by[('today', 'cold')]:.2f}x, "
+              f"warm {by[(config, 'warm')] / by[('today', 'warm')]:.2f}x songs/s")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from services.common.threads import one_thread_per_worker
+
+one_thread_per_worker()  # before numpy, scipy and numba start their thread pools
+
 import asyncio
 from collections.abc import Sequence
 

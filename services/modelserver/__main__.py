@@ -8,11 +8,16 @@ reads; batching.py). Production runs the real image instead; the classifier's cl
 the same for both.
 """
 
+from services.common.threads import one_thread_per_worker
+
+one_thread_per_worker()  # each Predict single-threaded; MODEL_SERVER_WORKERS of them at once
+
 from services.common.quiet_tensorflow import import_tensorflow
 
 import_tensorflow()  # first: TF's C++ start-up lines never reach the log
 
 import asyncio
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +40,7 @@ from services.modelserver.servicer import LoadedModel, ModelServer, load_model
 
 CONFIG = Path(env_str("MODEL_CONFIG_FILE", str(DEFAULT_CONFIG)))
 MODELS_ROOT = env_str("MODELS_ROOT", "")
-DEFAULT_BATCHING = Path(__file__).resolve().parents[2] / "deploy" / "base" / "tfserving" / "batching.config"
+DEFAULT_BATCHING = Path(__file__).resolve().parents[2] / "deploy/components/tfserving-batching/batching.config"
 models: dict[str, LoadedModel] = {}
 
 
@@ -48,7 +53,7 @@ def batching() -> BatchingParameters | None:
     return BatchingParameters.read(path)
 
 
-server = ModelServer(models, env_int("MODEL_SERVER_WORKERS", 2), batching())
+server = ModelServer(models, env_int("MODEL_SERVER_WORKERS", os.cpu_count() or 2), batching())
 
 
 async def register(grpc_server: grpc.aio.Server) -> Sequence[str]:

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 
 
 def test_reads_the_parameters_file_tf_serving_reads() -> None:
-    params = BatchingParameters.read(ROOT / "deploy" / "base" / "tfserving" / "batching.config")
+    params = BatchingParameters.read(ROOT / "deploy" / "components" / "tfserving-batching" / "batching.config")
     assert params == BatchingParameters(max_batch_size=8, batch_timeout_micros=2000, num_batch_threads=2,
                                         max_enqueued_batches=64)
 
