@@ -82,9 +82,11 @@ deploy-check: setup ## offline: kubectl kustomize (base, jobs, secure overlay) +
 demo: setup ## everything up on loopback, the demo catalog indexed, top-5 tables printed
 	$(NUMBA) $(PYTHON) -m scripts.demo
 
-bench: setup ## benchmarks: fused vs naive featurizer; recommender latency, HNSW vs exact
+bench: setup ## benchmarks: featurizer vs floor/naive/Essentia; recommender latency, HNSW vs exact, memory; ingestion; upload vs floor
 	$(NUMBA) $(PYTHON) -m bench.featurize
 	$(NUMBA) $(PYTHON) -m bench.recommend
+	$(NUMBA) $(PYTHON) -m bench.ingest
+	$(NUMBA) $(PYTHON) -m bench.upload
 
 bench-recommend: setup ## recommender only: p50/p99/rps by id, HNSW vs exact at 100k and 1M
 	$(NUMBA) $(PYTHON) -m bench.recommend
