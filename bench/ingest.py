@@ -30,11 +30,12 @@ from devtools.localrun import ROOT, running
 from services.recommender.catalog import write_catalog
 
 DATA = ROOT.parent / "shared" / "data"
+# one thread inside each op; the model server keeps an inter-op pool as wide as its workers
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                     "NUMBA_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+                                     "NUMBA_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")}
 CORES = os.cpu_count() or 2
 # what the services did before services/common/threads.py: every library's pool at full width
-TODAY = {name: str(CORES) for name in ONE_THREAD}
+TODAY = {name: str(CORES) for name in (*ONE_THREAD, "TF_NUM_INTEROP_THREADS")}
 
 
 def cpu_seconds(pid: int) -> float:

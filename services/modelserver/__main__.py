@@ -8,16 +8,20 @@ reads; batching.py). Production runs the real image instead; the classifier's cl
 the same for both.
 """
 
+import os
+
 from services.common.threads import one_thread_per_worker
 
-one_thread_per_worker()  # each Predict single-threaded; MODEL_SERVER_WORKERS of them at once
+# each Predict single-threaded (intra-op 1), MODEL_SERVER_WORKERS of them at once: the inter-op
+# pool runs the graphs, so it must be as wide as the workers or the Predicts queue behind one
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", os.environ.get("MODEL_SERVER_WORKERS", str(os.cpu_count() or 2)))
+one_thread_per_worker()
 
 from services.common.quiet_tensorflow import import_tensorflow
 
 import_tensorflow()  # first: TF's C++ start-up lines never reach the log
 
 import asyncio
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
