@@ -23,12 +23,12 @@ one_thread_per_worker()  # as the featurizer runs: one math thread per worker
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import scipy.signal
 
+from bench.timing import best_of
 from services.featurizer.decode import decode_span
 from services.featurizer.features import HOP, N_FFT, featurize, warm_up
 from services.featurizer.pipeline import MAX_AUDIO_SECONDS, MIN_AUDIO_SECONDS, analyse
@@ -37,15 +37,6 @@ from services.featurizer.schema import FEATURE_NAMES
 from services.featurizer.window import SAMPLE_RATE, cut_clip, source_span
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gtzan_mini" / "genres"
-
-
-def best_of(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def decode_clip(data: bytes, name: str) -> np.ndarray:

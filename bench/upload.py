@@ -21,13 +21,13 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
 import numpy as np
 
+from bench.timing import best_of
 from devtools.demo_catalog import folder_catalog
 from devtools.localrun import ROOT, running
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
@@ -43,15 +43,6 @@ from services.recommender.search import Query, recommend
 from services.recommender.store import load_current
 
 GTZAN = ROOT.parent / "shared" / "data" / "gtzan_mini" / "genres"
-
-
-def best_of(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 class Floor:
