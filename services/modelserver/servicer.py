@@ -56,7 +56,8 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
             raise not_found(f"Servable not found for request: {label}")
         return model
 
-    def _signature(self, model: LoadedModel, request: predict_pb2.PredictRequest):
+    def _signature(self, model: LoadedModel, request: predict_pb2.PredictRequest) -> str:
+        """The requested signature's name, once it exists and the request's inputs match it."""
         name = request.model_spec.signature_name or "serving_default"
         if name not in model.loaded.signatures:
             raise invalid(f'Serving signature name: "{name}" not found in signature def')
@@ -65,7 +66,7 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         given = set(request.inputs.keys())
         if given != expected:
             raise invalid(f"input keys {sorted(given)} do not match the signature's {sorted(expected)}")
-        return name, fn
+        return name
 
     def _run(self, model_name: str, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One call of a signature on numpy inputs (a request's, or a merged batch's)."""
@@ -89,7 +90,7 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
         model = self._model(request.model_spec)
-        signature, _ = self._signature(model, request)
+        signature = self._signature(model, request)
         try:
             inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         except (TypeError, ValueError) as exc:

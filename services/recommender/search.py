@@ -92,16 +92,17 @@ class _Search:
         self.rules = Rules(index_set, query.options, {s.song_id for s in query.seeds if s.song_id}, self.units)
         self.blocked: dict[int, str] = {}
 
-    def similarities(self, rows: np.ndarray) -> np.ndarray:
-        """[rows, seeds] exact cosine similarities."""
-        self.rules.prefetch(rows)
-        return np.stack([self.rules.unit(int(r)) for r in rows]) @ self.units.T if len(rows) else np.zeros((0, 1))
-
-    def similarity_basis(self, rows: list[int]) -> np.ndarray:
-        """[rows, F] unit vectors (a [0, F] array for none)."""
+    def unit_rows(self, rows) -> np.ndarray:
+        """[rows, F] unit vectors of catalog rows (a [0, F] array for none), read once per answer."""
+        rows = [int(r) for r in rows]
         if not rows:
             return np.zeros((0, self.units.shape[1]), dtype=np.float32)
+        self.rules.prefetch(rows)
         return np.stack([self.rules.unit(r) for r in rows])
+
+    def similarities(self, rows) -> np.ndarray:
+        """[rows, seeds] exact cosine similarities."""
+        return self.unit_rows(rows) @ self.units.T
 
     def candidates(self, routes: list[Route], want: int) -> list[tuple[float, int, float]]:
         """(merge score, row, similarity) of the routes' nearest songs to any probe, best first."""
@@ -133,7 +134,7 @@ class _Search:
         pool = [(score, row, sim) for score, row, sim in pool if not self.rules.refuses(row, sim)]
         taken = [False] * len(pool)
         nearest_chosen = np.full(len(pool), -1.0)
-        pool_units = self.similarity_basis([row for _, row, _ in pool])
+        pool_units = self.unit_rows([row for _, row, _ in pool])
         for row, _ in base:
             nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.rules.unit(row))
         lam = options.diversity

@@ -89,9 +89,12 @@ class SongTable:
     def __iter__(self):
         return (self[row] for row in range(self._count))
 
-    def text(self, name: str, row: int) -> str:
+    def _utf8(self, name: str, row: int) -> bytes:
         offsets = self.c[f"{name}.offsets"]
-        return bytes(self.c[f"{name}.utf8"][offsets[row] : offsets[row + 1]]).decode()
+        return bytes(self.c[f"{name}.utf8"][offsets[row] : offsets[row + 1]])
+
+    def text(self, name: str, row: int) -> str:
+        return self._utf8(name, row).decode()
 
     def genre(self, row: int) -> str:
         return self.labels[int(self.c["genre"][row])]
@@ -103,8 +106,8 @@ class SongTable:
         """The row of a catalog id, by binary search over the rows sorted by id; None if absent."""
         order = self.c["id_order"]
         target = song_id.encode()
-        at = bisect_left(range(len(order)), target, key=lambda i: self.text("id", int(order[i])).encode())
-        if at < len(order) and self.text("id", int(order[at])) == song_id:
+        at = bisect_left(range(len(order)), target, key=lambda i: self._utf8("id", int(order[i])))
+        if at < len(order) and self._utf8("id", int(order[at])) == target:
             return int(order[at])
         return None
 
