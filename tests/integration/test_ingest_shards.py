@@ -37,16 +37,16 @@ def finish(proc: subprocess.Popen) -> str:
     return out
 
 
-def sharded(catalog: Path, index_dir: Path, featurizer: Proc, classifier: Proc) -> tuple[int, str]:
+def sharded(catalog: Path, index_dir: Path, featurizer: Proc, classifier: Proc) -> tuple[int, str, list[int]]:
     """The 4 shards at once (each told its index the way the Job tells it), then the merge;
-    (songs the services analysed, the merge's output)."""
+    (songs the services analysed, the merge's output, songs per shard)."""
     procs = [ingest(catalog, index_dir, featurizer, classifier, "--only", "analyse",
                     env={"JOB_COMPLETION_INDEX": str(k), "JOB_COMPLETIONS": str(SHARDS)}) for k in range(SHARDS)]
-    outputs = [finish(p) for p in procs]
-    fresh = sum(int(line.split("(")[1].split(" analysed")[0]) for out in outputs for line in out.splitlines()
-                if line.startswith("shard "))
+    reports = [line for p in procs for line in finish(p).splitlines() if line.startswith("shard ")]
+    fresh = sum(int(line.split("(")[1].split(" analysed")[0]) for line in reports)
+    per_shard = [int(line.split(": ")[1].split(" songs")[0]) for line in reports]
     merged = finish(ingest(catalog, index_dir, featurizer, classifier, "--only", "publish", "--shards", str(SHARDS)))
-    return fresh, merged
+    return fresh, merged, per_shard
 
 
 def top5(index: IndexSet) -> dict[str, list[str]]:
@@ -63,8 +63,9 @@ def test_four_shards_merge_to_the_single_process_build_and_reruns_are_incrementa
 ) -> None:
     catalog = write_synthetic_catalog(tmp_path / "songs")
     finish(ingest(catalog, tmp_path / "single", featurizer, classifier, "--strict"))
-    fresh, merged = sharded(catalog, tmp_path / "sharded", featurizer, classifier)
+    fresh, merged, per_shard = sharded(catalog, tmp_path / "sharded", featurizer, classifier)
     assert fresh == 20 and "indexed 20 songs in 4 genres as generation 1" in merged, merged
+    assert sum(per_shard) == 20 and all(per_shard), per_shard  # the work was spread, no song twice
 
     single, parts = load_current(tmp_path / "single"), load_current(tmp_path / "sharded")
     assert [s.id for s in parts.songs] == [s.id for s in single.songs]  # catalog order, whatever the shards
@@ -75,7 +76,7 @@ def test_four_shards_merge_to_the_single_process_build_and_reruns_are_incrementa
     assert top5(parts) == top5(single)
 
     # again, unchanged: nothing is analysed
-    fresh, _ = sharded(catalog, tmp_path / "sharded", featurizer, classifier)
+    fresh, _, _ = sharded(catalog, tmp_path / "sharded", featurizer, classifier)
     assert fresh == 0
 
     # one song removed from the catalog, one file changed: one analysis, and the index follows
@@ -85,7 +86,7 @@ def test_four_shards_merge_to_the_single_process_build_and_reruns_are_incrementa
     changed = lines[5].split(",")[0]
     sf.write(catalog.parent / f"{changed}.wav", noise(35.0, seed=99, amp=0.3), 22050)
     before = parts.raw_rows([parts.row_of(changed)])[0]
-    fresh, merged = sharded(catalog, tmp_path / "sharded", featurizer, classifier)
+    fresh, merged, _ = sharded(catalog, tmp_path / "sharded", featurizer, classifier)
     assert fresh == 1 and "indexed 19 songs" in merged
     after = load_current(tmp_path / "sharded")
     assert after.row_of(gone) is None and len(after.songs) == 19
