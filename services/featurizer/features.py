@@ -34,8 +34,13 @@ class Features:
 
 
 @lru_cache(maxsize=4)
-def _mel_basis(sr: int) -> np.ndarray:
-    return librosa.filters.mel(sr=sr, n_fft=N_FFT)
+def _mel_filters(sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """librosa's mel basis [n_mels, bins] and each band's non-zero bins [lo, hi)."""
+    basis = librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS)
+    nonzero = basis > 0
+    lo = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), 0)
+    hi = np.where(nonzero.any(axis=1), basis.shape[1] - nonzero[:, ::-1].argmax(axis=1), 0)
+    return basis, lo.astype(np.int64), hi.astype(np.int64)
 
 
 @lru_cache(maxsize=4)
@@ -68,7 +73,7 @@ def _stft(y: np.ndarray) -> np.ndarray:
     """librosa.stft(y) (hann, centred, zero padding), frame-major: [n_frames, n_bins]."""
     padded = np.pad(y, N_FFT // 2, mode="constant")
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
-    return scipy.fft.rfft(frames * _synthesis_window(), axis=-1).astype(np.complex64)
+    return scipy.fft.rfft(frames * _synthesis_window(), axis=-1).astype(np.complex64, copy=False)
 
 
 def _istft(spectra: np.ndarray, length: int) -> np.ndarray:
@@ -122,9 +127,9 @@ def _tuning(power: np.ndarray, sr: int) -> float:
 def featurize(y: np.ndarray, sr: int = SAMPLE_RATE) -> Features:
     """Log-mel spectrogram and feature vector of a clip (16 kHz float32)."""
     stft = _stft(y)  # [frames, bins]
-    mag = np.abs(stft)
-    power = mag * mag
-    mel = (power @ _mel_basis(sr).T).T  # [n_mels, frames]
+    mag, power, mel, centroid, bandwidth, rolloff = kernels.spectrum_summary(
+        stft, *_mel_filters(sr), _fft_freqs(sr), ROLL_PERCENT
+    )  # mel: [n_mels, frames]
     log_mel = librosa.amplitude_to_db(mel, ref=np.max).astype(np.float32)
     mel_db = librosa.power_to_db(mel)
 
@@ -134,12 +139,10 @@ def featurize(y: np.ndarray, sr: int = SAMPLE_RATE) -> Features:
 
     chroma_raw = _chroma_basis(sr, _tuning(power, sr)) @ power.T
     chroma = librosa.util.normalize(chroma_raw, norm=np.inf, axis=-2)
-    centroid, bandwidth, rolloff = kernels.spectral_shape(mag, _fft_freqs(sr), ROLL_PERCENT)
     rms, zcr = kernels.rms_and_zcr(y, N_FFT, HOP)
 
-    harm = kernels.running_median(mag, HPSS_KERNEL)  # along time
-    perc = kernels.running_median(np.ascontiguousarray(mag.T), HPSS_KERNEL).T.copy()  # along frequency
-    harmonic = _istft(kernels.harmonic_spectrum(stft, harm, perc), len(y))[0]
+    harm = kernels.running_median(mag, HPSS_KERNEL)  # along time; the one along frequency is fused below
+    harmonic = _istft(kernels.harmonic_spectrum(stft, mag, harm, HPSS_KERNEL), len(y))[0]
     # The soft masks sum to one wherever either median is non-zero and the STFT reconstructs
     # y exactly, so y - harmonic is librosa's percussive part (one inverse STFT instead of two).
     percussive = y - harmonic

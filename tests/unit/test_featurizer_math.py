@@ -95,6 +95,38 @@ def test_running_median_equals_scipy_as_librosa_calls_it() -> None:
     np.testing.assert_array_equal(kernels.running_median(x, 31), theirs)
 
 
+def test_harmonic_spectrum_is_librosas_soft_mask_with_the_median_along_frequency() -> None:
+    # frames x bins with ties, silence and a frame count that is not a multiple of the tile
+    mag = tied_spectrum((133, 257))
+    phase = np.exp(1j * np.random.default_rng(2).uniform(0, 2 * np.pi, mag.shape))
+    stft = (mag * phase).astype(np.complex64)
+    harm = kernels.running_median(mag, 31)
+    perc = reflected_running_median(mag.T, 31).T
+    expected = stft * librosa.util.softmask(harm, perc, power=2)
+    got = kernels.harmonic_spectrum(stft, mag, harm, 31)[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
+
+
+def test_spectrum_summary_equals_the_dense_products() -> None:
+    from services.featurizer.features import ROLL_PERCENT, _fft_freqs, _mel_filters, _stft
+
+    y = (synth.chirp(5, sr=SAMPLE_RATE) + synth.noise(5, SAMPLE_RATE, amp=0.01)).astype(np.float32)
+    stft = _stft(y)
+    basis, lo, hi = _mel_filters(SAMPLE_RATE)
+    mag, power, mel, centroid, bandwidth, rolloff = kernels.spectrum_summary(
+        stft, basis, lo, hi, _fft_freqs(SAMPLE_RATE), ROLL_PERCENT
+    )
+    np.testing.assert_allclose(mag, np.abs(stft), rtol=1e-6)
+    np.testing.assert_allclose(power, np.abs(stft) ** 2, rtol=1e-5)
+    np.testing.assert_allclose(mel, basis @ (np.abs(stft) ** 2).T, rtol=1e-4, atol=1e-9)
+    S = np.abs(stft).T
+    np.testing.assert_allclose(centroid, librosa.feature.spectral_centroid(S=S, sr=SAMPLE_RATE)[0], rtol=1e-5)
+    np.testing.assert_allclose(bandwidth, librosa.feature.spectral_bandwidth(S=S, sr=SAMPLE_RATE)[0], rtol=1e-5)
+    # the 85 % crossing is summed in float64 here, in float32 by librosa: a frame may land one bin apart
+    off = np.abs(rolloff - librosa.feature.spectral_rolloff(S=S, sr=SAMPLE_RATE)[0])
+    assert off.max() <= SAMPLE_RATE / 2048 and np.mean(off > 0) < 0.02
+
+
 def test_tuning_matches_librosa() -> None:
     from services.featurizer.features import _stft, _tuning
 
