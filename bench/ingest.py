@@ -3,12 +3,14 @@ tuned ones, measured side by side in one run.
 
     python -m bench.ingest [--clips 171] [--workers 8]
 
-Both configurations run the real services on loopback (model server stand-in, featurizer,
+Every configuration runs the real services on loopback (model server stand-in, featurizer,
 classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/data:
-- today (before): no batching, BLAS/TF pools as wide as the cores, 2 songs in flight;
-- one thread: one BLAS/TF thread per worker, workers = cores in each service, more songs in flight;
-- + batching: the same, and the model server batches concurrent Predicts with
-  deploy/components/tfserving-batching/batching.config (as TF Serving with --enable_batching).
+- before: the path before issue 11: no batching, BLAS/TF pools as wide as the cores, 2 songs in
+  flight, TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0, as quiet_tensorflow.py had it);
+- one thread: one BLAS/TF thread per worker, workers = cores in each service, more songs in
+  flight, oneDNN on (TensorFlow's default);
+- + batching (what deploy/base runs): the same, and the model server batches concurrent Predicts
+  with deploy/components/tfserving-batching/batching.config (as TF Serving with --enable_batching).
 Each configuration ingests the clips twice into fresh indexes: cold (services just started) and
 warm (services warmed by the first run); then once more into the warm index, where every song
 is already known (an incremental re-run). CPU per song is read from /proc for each process.
@@ -34,8 +36,8 @@ DATA = ROOT.parent / "shared" / "data"
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                      "NUMBA_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")}
 CORES = os.cpu_count() or 2
-# what the services did before services/common/threads.py: every library's pool at full width
-TODAY = {name: str(CORES) for name in (*ONE_THREAD, "TF_NUM_INTEROP_THREADS")}
+# what the services did before issue 11: every library's pool at full width, oneDNN off
+BEFORE = {**{name: str(CORES) for name in (*ONE_THREAD, "TF_NUM_INTEROP_THREADS")}, "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -59,7 +61,7 @@ def ingest(catalog: Path, index_dir: Path, addresses: dict[str, str], workers: i
 
 def configuration(name: str, catalog: Path, songs: int, tmp: Path, tuned: bool, workers: int,
                   batching: bool = False) -> list[tuple]:
-    threads = ONE_THREAD if tuned else TODAY
+    threads = ONE_THREAD if tuned else BEFORE
     models = {"MODEL_CONFIG_FILE": str(ROOT / "models" / "models.config"), **threads}
     models.update(MODEL_SERVER_WORKERS=str(CORES if tuned else 2))
     if batching:
@@ -97,7 +99,7 @@ def main() -> None:
         catalog = tmp / "catalog.csv"
         write_catalog(catalog, clips)
         print(f"ingesting {len(clips)} real clips, {CORES} cores; CPU in ms per song")
-        rows = configuration("today", catalog, len(clips), tmp, tuned=False, workers=2)
+        rows = configuration("before", catalog, len(clips), tmp, tuned=False, workers=2)
         rows += configuration("one thread", catalog, len(clips), tmp, tuned=True, workers=args.workers)
         rows += configuration("+ batching", catalog, len(clips), tmp, tuned=True, workers=args.workers, batching=True)
     parts = list(rows[0][3])
@@ -106,8 +108,13 @@ def main() -> None:
         print(f"{config:<13} {run:<18} {rate:8.1f} " + " ".join(f"{cpu[p]:14.1f}" for p in parts))
     by = {(c, r): rate for c, r, rate, _ in rows}
     for config in ("one thread", "+ batching"):
-        print(f"{config} vs today: cold {by[(config, 'cold')] / by[('today', 'cold')]:.2f}x, "
-              f"warm {by[(config, 'warm')] / by[('today', 'warm')]:.2f}x songs/s")
+        print(f"{config} vs before: cold {by[(config, 'cold')] / by[('before', 'cold')]:.2f}x, "
+              f"warm {by[(config, 'warm')] / by[('before', 'warm')]:.2f}x songs/s")
+    for config, run, _, cpu in rows:
+        if run == "warm":
+            total = sum(cpu.values())
+            print(f"{config}: {total:.0f} ms of CPU per song in all -> at most {1e3 * CORES / total:.1f} songs/s "
+                  f"on {CORES} cores kept busy")
 
 
 if __name__ == "__main__":

@@ -248,27 +248,31 @@ def rms_and_zcr(y: np.ndarray, n_fft: int, hop: int) -> tuple[np.ndarray, np.nda
     """librosa.feature.rms(y) and zero_crossing_rate(y) (centred frames) from two prefix sums.
 
     rms pads with zeros, zcr with the edge samples, as librosa does; |x| <= 1e-10 counts as 0.
+    Padding adds no energy and (being constant) no crossings, so both prefix sums run over y
+    alone and each frame's bounds are clipped to it.
     """
     n = len(y)
     half = n_fft // 2
-    total = n + 2 * half
-    n_frames = 1 + (total - n_fft) // hop
-    energy = np.zeros(total + 1)
-    crossings = np.zeros(total, dtype=np.int64)
-    previous_negative = False
-    for i in range(total):
-        j = min(max(i - half, 0), n - 1)  # edge padding for the crossings
+    n_frames = 1 + n // hop
+    energy = np.zeros(n + 1)  # energy[k]: sum of y[:k]**2
+    crossings = np.zeros(n, dtype=np.int64)  # crossings[k]: sign changes between y[j-1], y[j], j <= k
+    previous_negative = abs(y[0]) > 1e-10 and y[0] < 0
+    energy[1] = float(y[0]) * float(y[0])
+    for j in range(1, n):
         x = y[j]
-        inside = half <= i < half + n
-        energy[i + 1] = energy[i] + (float(x) * float(x) if inside else 0.0)
+        energy[j + 1] = energy[j] + float(x) * float(x)
         negative = abs(x) > 1e-10 and x < 0
-        crossings[i] = (crossings[i - 1] if i else 0) + (1 if i and negative != previous_negative else 0)
+        crossings[j] = crossings[j - 1] + (1 if negative != previous_negative else 0)
         previous_negative = negative
     rms = np.empty(n_frames, dtype=np.float32)
     zcr = np.empty(n_frames)
     for t in range(n_frames):
-        s = t * hop
-        rms[t] = np.sqrt(max(energy[s + n_fft] - energy[s], 0.0) / n_fft)
-        # crossings between samples s..s+n_fft-1 are flagged at indices s+1..s+n_fft-1
-        zcr[t] = (crossings[s + n_fft - 1] - crossings[s]) / n_fft
+        s = t * hop - half  # the frame covers y[s : s + n_fft] (padding outside)
+        lo = min(max(s, 0), n)
+        hi = min(max(s + n_fft, 0), n)
+        rms[t] = np.sqrt(max(energy[hi] - energy[lo], 0.0) / n_fft)
+        # crossings between neighbours inside the frame: pairs (j-1, j) with s < j < s + n_fft
+        first = min(max(s, 0), n - 1)
+        last = min(max(s + n_fft - 1, 0), n - 1)
+        zcr[t] = (crossings[last] - crossings[first]) / n_fft
     return rms, zcr
