@@ -25,6 +25,7 @@ N_MELS = 128
 HPSS_KERNEL = 31
 ROLL_PERCENT = 0.85
 TEMPO_AC_SECONDS = 8.0
+BLOCK_FRAMES = 2 * kernels.LANES  # frames transformed at once: a block's arrays stay in L2
 
 
 @dataclass(frozen=True)
@@ -70,19 +71,35 @@ def _inverse_window_sum(n_frames: int) -> np.ndarray:
 
 
 def _stft(y: np.ndarray) -> np.ndarray:
-    """librosa.stft(y) (hann, centred, zero padding), frame-major: [n_frames, n_bins]."""
+    """librosa.stft(y) (hann, centred, zero padding), frame-major: [n_frames, n_bins].
+
+    Blocks of frames are windowed and transformed in turn, so the windowed copy of the
+    frames stays in cache instead of a 7.7 MB array passing through memory."""
     padded = np.pad(y, N_FFT // 2, mode="constant")
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
-    return scipy.fft.rfft(frames * _synthesis_window(), axis=-1).astype(np.complex64, copy=False)
+    window = _synthesis_window()
+    out = np.empty((len(frames), N_FFT // 2 + 1), dtype=np.complex64)
+    for t0 in range(0, len(frames), BLOCK_FRAMES):
+        out[t0 : t0 + BLOCK_FRAMES] = scipy.fft.rfft(frames[t0 : t0 + BLOCK_FRAMES] * window, axis=-1)
+    return out
 
 
-def _istft(spectra: np.ndarray, length: int) -> np.ndarray:
-    """librosa.istft (hann, centred) for a stack of spectra [k, frames, bins]."""
-    n_frames = spectra.shape[1]
-    frames = scipy.fft.irfft(spectra, n=N_FFT, axis=-1)
-    y = kernels.overlap_add(frames, _synthesis_window(), _inverse_window_sum(n_frames), HOP)
+def _harmonic(stft: np.ndarray, mag: np.ndarray, length: int) -> np.ndarray:
+    """librosa.effects.hpss(y)[0]: the inverse STFT (hann, centred) of the harmonic part.
+
+    Block by block of frames: the percussive median and the soft mask (kernels), the inverse
+    FFT, the overlap-add; no full masked spectrum or frame array is ever held."""
+    harm = kernels.running_median(mag, HPSS_KERNEL)  # along time
+    n_frames = len(stft)
+    y = np.zeros(N_FFT + HOP * (n_frames - 1), dtype=np.float32)
+    window = _synthesis_window()
+    for t0 in range(0, n_frames, BLOCK_FRAMES):
+        t1 = min(t0 + BLOCK_FRAMES, n_frames)
+        masked = kernels.harmonic_spectrum(stft, mag, harm, HPSS_KERNEL, t0, t1)
+        kernels.overlap_add_into(y, scipy.fft.irfft(masked, n=N_FFT, axis=-1), window, t0, HOP)
+    y *= _inverse_window_sum(n_frames)
     start = N_FFT // 2
-    return y[:, start : start + length]
+    return y[start : start + length]
 
 
 @lru_cache(maxsize=4)
@@ -155,8 +172,7 @@ def featurize(y: np.ndarray, sr: int = SAMPLE_RATE) -> Features:
     chroma = librosa.util.normalize(chroma_raw, norm=np.inf, axis=-2)
     rms, zcr = kernels.rms_and_zcr(y, N_FFT, HOP)
 
-    harm = kernels.running_median(mag, HPSS_KERNEL)  # along time; the one along frequency is fused below
-    harmonic = _istft(kernels.harmonic_spectrum(stft, mag, harm, HPSS_KERNEL), len(y))[0]
+    harmonic = _harmonic(stft, mag, len(y))
     # The soft masks sum to one wherever either median is non-zero and the STFT reconstructs
     # y exactly, so y - harmonic is librosa's percussive part (one inverse STFT instead of two).
     percussive = y - harmonic

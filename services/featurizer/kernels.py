@@ -10,6 +10,7 @@ Spectra here are frame-major, [n_frames, n_bins], so one frame is contiguous.
 - `spectrum_summary`: |X|, |X|^2, the mel spectrogram (sparse filters), centroid, bandwidth
   and rolloff in one pass over the STFT.
 - `piptrack_candidates`: the peaks librosa.piptrack finds, as estimate_tuning uses them.
+- `overlap_add_into`, `rms_and_zcr`: the inverse STFT's overlap-add; RMS and zero crossings.
 Tests compare every kernel with the librosa/scipy function it replaces.
 """
 
@@ -103,37 +104,40 @@ def running_median(x: np.ndarray, size: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def harmonic_spectrum(stft: np.ndarray, mag: np.ndarray, harm: np.ndarray, size: int) -> np.ndarray:
-    """stft * librosa.util.softmask(harm, perc, power=2), perc = `mag`'s median along frequency
-    (scipy "reflect", `size` bins); all [frames, bins], the result [1, frames, bins].
+def harmonic_spectrum(
+    stft: np.ndarray, mag: np.ndarray, harm: np.ndarray, size: int, t0: int, t1: int
+) -> np.ndarray:
+    """Frames [t0, t1) of stft * librosa.util.softmask(harm, perc, power=2), perc = `mag`'s
+    median along frequency (scipy "reflect", `size` bins); inputs [frames, bins], the result
+    [t1 - t0, bins].
 
-    The percussive median is slid frame-tile by frame-tile (frames as lanes, transposed into a
+    The percussive median is slid tile by tile of frames (frames as lanes, transposed into a
     tile that stays in cache) and used at once: it is never stored.
     """
-    n_t, n_f = mag.shape
+    n_f = mag.shape[1]
     idx = _reflect_index(n_f, size)
-    out = np.empty((1, n_t, n_f), dtype=stft.dtype)
+    out = np.empty((t1 - t0, n_f), dtype=stft.dtype)
     tile = np.zeros((n_f, LANES), dtype=mag.dtype)
     perc = np.empty((n_f, LANES), dtype=mag.dtype)
     tiny = np.finfo(np.float32).tiny
-    for t0 in range(0, n_t, LANES):
-        width = min(LANES, n_t - t0)
+    for first in range(t0, t1, LANES):
+        width = min(LANES, t1 - first)
         for lane in range(width):
             for f in range(n_f):
-                tile[f, lane] = mag[t0 + lane, f]
+                tile[f, lane] = mag[first + lane, f]
         _slide_median(tile, idx, size, perc)
         for lane in range(width):
-            t = t0 + lane
+            t = first + lane
             for f in range(n_f):
                 h = harm[t, f]
                 p = perc[f, lane]
                 z = max(h, p)
                 if z < tiny:
-                    out[0, t, f] = 0.0
+                    out[t - t0, f] = 0.0
                 else:
                     hz = (h / z) * (h / z)
                     pz = (p / z) * (p / z)
-                    out[0, t, f] = stft[t, f] * (hz / (hz + pz))
+                    out[t - t0, f] = stft[t, f] * (hz / (hz + pz))
     return out
 
 
@@ -229,18 +233,13 @@ def piptrack_candidates(
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def overlap_add(frames: np.ndarray, window: np.ndarray, inv_wss: np.ndarray, hop: int) -> np.ndarray:
-    """Windowed overlap-add of [k, frames, n_fft] with librosa's window-sum-square normalisation."""
-    k, n_frames, n_fft = frames.shape
-    out = np.zeros((k, n_fft + hop * (n_frames - 1)), dtype=np.float32)
-    for c in range(k):
-        for t in range(n_frames):
-            base = t * hop
-            for i in range(n_fft):
-                out[c, base + i] += frames[c, t, i] * window[i]
-        for i in range(out.shape[1]):
-            out[c, i] *= inv_wss[i]
-    return out
+def overlap_add_into(out: np.ndarray, frames: np.ndarray, window: np.ndarray, first: int, hop: int) -> None:
+    """Add the windowed frames [k, n_fft], the first being frame number `first`, into `out`."""
+    k, n_fft = frames.shape
+    for t in range(k):
+        base = (first + t) * hop
+        for i in range(n_fft):
+            out[base + i] += frames[t, i] * window[i]
 
 
 @numba.njit(cache=True, nogil=True)
