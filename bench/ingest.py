@@ -8,7 +8,8 @@ classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/da
 - before: the path before issue 11: no batching, BLAS/TF pools as wide as the cores, 2 songs in
   flight, TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0, as quiet_tensorflow.py had it);
 - one thread: one BLAS/TF thread per worker, workers = cores in each service, more songs in
-  flight, oneDNN on (TensorFlow's default);
+  flight, oneDNN on (services/common/quiet_tensorflow.py turns it on; TensorFlow alone leaves it
+  off on AVX2-only CPUs);
 - + batching (what deploy/base runs): the same, and the model server batches concurrent Predicts
   with deploy/components/tfserving-batching/batching.config (as TF Serving with --enable_batching).
 Every configuration's services are started up front and the configurations take turns, so a

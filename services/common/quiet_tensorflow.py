@@ -8,9 +8,9 @@ after the import are untouched.
 oneDNN is turned on here: TensorFlow enables it by default only on CPUs with AVX-512 VNNI,
 BF16 or AMX, and on an AVX2-only machine (this project's) every Predict ran about twice as
 slow without it (the five folds on the model server stand-in: 320 against 154 ms of CPU per
-song, 8 Predicts in flight) for a difference in the probabilities of at most 3e-7 (no vote changed on the
-171 clips). An earlier version set it to 0 to silence its start-up line; the redirect below
-does that. TF_ENABLE_ONEDNN_OPTS=0 still turns it off.
+song, 8 Predicts in flight), for a difference in the probabilities of at most 3e-7 (no vote
+changed on the 171 clips). An earlier version set it to 0 to silence its start-up line; the
+redirect below does that. TF_ENABLE_ONEDNN_OPTS=0 still turns it off.
 """
 
 from __future__ import annotations
