@@ -10,12 +10,14 @@ Every output is batch-major, as TF Serving's server-side batching (--enable_batc
 it splits each output along dimension 0 between the requests it merged.
 
     python -m training.export --batch-major models     # re-export version 1 folds as version 2
+    python -m training.export --retile models          # the same weights, today's tiling (tiling.py)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from services.featurizer.features import N_MELS
 from training.tiling import clip_logits, tf
 
 
@@ -78,12 +80,65 @@ def upgrade_to_batch_major(base_path: Path) -> Path:
     return target
 
 
+def newest_version(base_path: Path) -> Path:
+    return base_path / str(max(int(p.name) for p in base_path.iterdir() if p.name.isdigit()))
+
+
+def retile(models_dir: Path) -> list[Path]:
+    """Re-export every fold of models_dir with the tiling of tiling.py today, as the next version.
+
+    The trained weights are kept; the network is rebuilt to take tiles of any width, and each
+    fold's validation logits, accuracy and temperature are measured again with the new tiles
+    (training.json is updated: the evaluation's out-of-fold figures read them). The old
+    versions are removed."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from training import data
+    from training.calibrate import fit_temperature
+    from training.models import build
+    from training.train import CACHE, resolve
+
+    path = models_dir / "training.json"
+    record = json.loads(path.read_text())
+    genres = record["genres"]
+    targets = []
+    for fold in record["folds"]:
+        source = newest_version(models_dir / fold["model"])
+        loaded = tf.saved_model.load(str(source))
+        trained = getattr(loaded, "fold", loaded).variables  # a batch-major re-export wraps the fold
+        model = build(record["arch"], (N_MELS, None, 1), len(genres))
+        if [tuple(v.shape) for v in model.variables] != [tuple(v.shape) for v in trained]:
+            raise SystemExit(f"{source}: its variables do not match a fresh {record['arch']}")
+        for variable, value in zip(model.variables, trained, strict=True):
+            variable.assign(value.numpy())
+        clips = [(resolve(p), Path(p).parent.name) for p in fold["validation"]]
+        val = data.load(clips, CACHE, genres)
+        logits = np.concatenate([clip_logits(model, tf.constant(val.mels[i : i + 16])).numpy()
+                                 for i in range(0, len(val.labels), 16)])
+        fold["validation_logits"] = logits.round(4).tolist()
+        fold["val_accuracy"] = float(np.mean(logits.argmax(1) == val.labels))
+        fold["temperature"] = fit_temperature(logits, val.labels)
+        targets.append(export_savedmodel(model, genres, fold["temperature"], source.parent, int(source.name) + 1))
+        shutil.rmtree(source)
+    path.write_text(json.dumps(record, indent=1))
+    return targets
+
+
 def main() -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Re-export fold models with batch-major outputs")
-    parser.add_argument("--batch-major", type=Path, required=True, help="folder of <fold>/<version>/ SavedModels")
+    parser = argparse.ArgumentParser(description="Re-export fold models (same weights)")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--batch-major", type=Path, help="folder of <fold>/<version>/ SavedModels")
+    action.add_argument("--retile", type=Path, help="a models folder with training.json")
     args = parser.parse_args()
+    if args.retile:
+        for target in retile(args.retile):
+            print(f"re-exported {target}")
+        return
     for fold in sorted(p for p in args.batch_major.iterdir() if p.is_dir()):
         print(f"{fold.name}: {upgrade_to_batch_major(fold)}")
 

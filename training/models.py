@@ -65,7 +65,7 @@ def _xception_trunk(inputs, preset: str):
 
 def _band_statistics(inputs):
     """Per mel band: mean and standard deviation over the crop's frames, batch-normalised."""
-    bands = layers.Reshape((inputs.shape[1], inputs.shape[2]))(inputs)
+    bands = layers.Reshape((inputs.shape[1], -1))(inputs)  # any number of frames
     mean = layers.Lambda(lambda t: keras.ops.mean(t, axis=2))(bands)
     std = layers.Lambda(lambda t: keras.ops.std(t, axis=2))(bands)
     stats = layers.Concatenate()([mean, std])
@@ -81,22 +81,28 @@ def scaled_xception(input_shape: tuple[int, int, int], n_classes: int, preset: s
     return keras.Model(inputs, outputs, name=f"xception_{preset}")
 
 
-def build(arch: str, input_shape: tuple[int, int, int], n_classes: int, weights: str | None = None) -> keras.Model:
-    """arch: one of ARCHES. `weights`: a local weights file to start from (nothing is downloaded)."""
+APPLICATIONS = {
+    "xception-full": keras.applications.Xception,
+    "resnet50": keras.applications.ResNet50,
+    "mobilenet": keras.applications.MobileNet,
+}
+
+
+def _application(network, input_shape: tuple, n_classes: int) -> keras.Model:
+    """A keras.applications network, headless with global average pooling and a linear Dense
+    layer: its own top, but one that accepts any number of frames."""
+    base = network(weights=None, include_top=False, input_shape=input_shape, pooling="avg")
+    return keras.Model(base.input, layers.Dense(n_classes)(base.output), name=base.name)
+
+
+def build(arch: str, input_shape: tuple, n_classes: int, weights: str | None = None) -> keras.Model:
+    """arch: one of ARCHES; input_shape (n_mels, frames, 1), frames None for any number (the
+    inference tiles are narrower than the training crops). `weights`: a local weights file to
+    start from (nothing is downloaded)."""
     if arch.startswith("xception-") and arch.removeprefix("xception-") in XCEPTION_PRESETS:
         model = scaled_xception(input_shape, n_classes, arch.removeprefix("xception-"))
-    elif arch == "xception-full":
-        model = keras.applications.Xception(
-            weights=None, input_shape=input_shape, classes=n_classes, classifier_activation=None
-        )
-    elif arch == "resnet50":
-        model = keras.applications.ResNet50(
-            weights=None, input_shape=input_shape, classes=n_classes, classifier_activation=None
-        )
-    elif arch == "mobilenet":
-        model = keras.applications.MobileNet(
-            weights=None, input_shape=input_shape, classes=n_classes, classifier_activation=None
-        )
+    elif arch in APPLICATIONS:
+        model = _application(APPLICATIONS[arch], input_shape, n_classes)
     else:
         raise SystemExit(f"unknown --arch {arch!r}: use one of {', '.join(ARCHES)}")
     if weights:

@@ -36,22 +36,37 @@ def valid_lengths(log_mel: tf.Tensor) -> tf.Tensor:
     return tf.where(last > 0, last, frames)
 
 
-def tiled_crops(log_mel: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Tile each clip's valid frames with the fewest crops that cover them all.
+def tile_width(frames):
+    """Width of the inference tiles for mels of `frames` frames (padded length, the same for
+    every clip of a batch): the fewest CROP_FRAMES-or-narrower tiles that cover them, made as
+    wide as needed to meet end to end (938 frames: 4 tiles of 235, not 4 of 256 overlapping by
+    9 %). Up to one crop's frames: one CROP_FRAMES tile (a short clip repeats to fill it).
 
-    Returns crops [batch, n, n_mels, CROP_FRAMES] and weights [batch, n] (1 for a clip's own
-    crops, 0 for slots a shorter clip does not need). A 30 s clip (938 frames) gets 4 crops
-    that overlap by 9 % in total, the least that covers every frame.
+    It depends on the padded length only, never on the clip or on its batch-mates, so a clip
+    gets the same answer alone or batched with others (TF Serving merges requests of one shape).
+    """
+    tiles = (frames + CROP_FRAMES - 1) // CROP_FRAMES
+    return tf.where(tiles <= 1, CROP_FRAMES, (frames + tiles - 1) // tiles)
+
+
+def tiled_crops(log_mel: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Tile each clip's valid frames with the fewest tiles that cover them all.
+
+    Returns crops [batch, n, n_mels, width] (width = tile_width(frames)) and weights [batch, n]
+    (1 for a clip's own tiles, 0 for slots a shorter clip does not need). A 30 s clip (938
+    frames) gets 4 tiles of 235 frames that meet end to end (2 frames seen twice); a shorter
+    clip's tiles spread over its valid frames, overlapping as little as they can.
     """
     length = valid_lengths(log_mel)
-    needed = tf.maximum(1, (length + CROP_FRAMES - 1) // CROP_FRAMES)  # [batch]
+    width = tile_width(tf.shape(log_mel)[2])
+    needed = tf.maximum(1, (length + width - 1) // width)  # [batch]
     n = tf.reduce_max(needed)
     j = tf.range(n)[None, :]  # [1, n]
-    step = tf.cast(tf.maximum(length - CROP_FRAMES, 0), tf.float32) / tf.cast(tf.maximum(needed - 1, 1), tf.float32)
+    step = tf.cast(tf.maximum(length - width, 0), tf.float32) / tf.cast(tf.maximum(needed - 1, 1), tf.float32)
     offsets = tf.cast(tf.round(tf.cast(tf.minimum(j, needed[:, None] - 1), tf.float32) * step[:, None]), tf.int32)
-    frame_idx = (offsets[:, :, None] + tf.range(CROP_FRAMES)[None, None, :]) % length[:, None, None]
+    frame_idx = (offsets[:, :, None] + tf.range(width)[None, None, :]) % length[:, None, None]
     by_frame = tf.transpose(log_mel, [0, 2, 1])  # [batch, frames, n_mels]
-    crops = tf.gather(by_frame, frame_idx, batch_dims=1)  # [batch, n, CROP, n_mels]
+    crops = tf.gather(by_frame, frame_idx, batch_dims=1)  # [batch, n, width, n_mels]
     weights = tf.cast(j < needed[:, None], tf.float32)
     return tf.transpose(crops, [0, 1, 3, 2]), weights
 
@@ -60,6 +75,6 @@ def clip_logits(model, log_mel: tf.Tensor) -> tf.Tensor:
     """[batch, n_genres] logits of whole clips: the weighted mean of their tiles' logits."""
     crops, weights = tiled_crops(log_mel)
     shape = tf.shape(crops)
-    flat = tf.reshape(scale(crops), [-1, shape[2], CROP_FRAMES, 1])
+    flat = tf.reshape(scale(crops), [-1, shape[2], shape[3], 1])
     logits = tf.reshape(model(flat, training=False), [shape[0], shape[1], -1])
     return tf.reduce_sum(logits * weights[..., None], axis=1) / tf.reduce_sum(weights, axis=1, keepdims=True)

@@ -30,7 +30,6 @@ from training.augment import Recipe, epoch_batch
 from training.calibrate import fit_temperature
 from training.export import export_savedmodel, write_models_config
 from training.splits import grouped_folds, holdout_split
-from training.tiling import CROP_FRAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -85,7 +84,7 @@ def train_fold(
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     n_classes = len(train.genres)
-    model = build(arch, (train.mels.shape[1], CROP_FRAMES, 1), n_classes)
+    model = build(arch, (train.mels.shape[1], None, 1), n_classes)  # trains on crops, infers on tiles
     model.compile(
         optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True),

@@ -48,10 +48,31 @@ def test_inference_tiles_only_the_valid_frames() -> None:
     batch[1, :, :469] = -20.0
     batch[2, :, :100] = -30.0
     crops, weights = tiled_crops(tf.constant(batch))
-    assert crops.shape == (3, 4, 128, 256)
+    assert crops.shape == (3, 4, 128, 235)  # 4 tiles meet end to end, not 4 x 256 overlapping
     assert weights.numpy().tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]]
     used = crops.numpy()
     assert (used[1, :2] == -20.0).all() and (used[2, 0] == -30.0).all()  # short clips repeat, never pad
+    # every frame of the full clip is seen, at most 2 of the 938 twice
+    seen = np.concatenate([np.flatnonzero(np.isin(batch[0, 0], used[0, k, 0])) for k in range(4)])
+    assert set(seen.tolist()) == set(range(938)) and len(seen) - 938 <= 2
+
+
+def test_tile_width_depends_on_the_shape_only() -> None:
+    """A clip's tiles (so its answer) do not change with the clips it is batched with."""
+    from training.tiling import clip_logits, tf, tile_width
+
+    assert [int(tile_width(n)) for n in (100, 256, 257, 512, 938, 1000)] == [256, 256, 129, 256, 235, 250]
+    rng = np.random.default_rng(2)
+    clip = rng.uniform(-70, 0, (1, 128, 938)).astype(np.float32)
+    short = np.full((1, 128, 938), -80.0, np.float32)
+    short[0, :, :200] = rng.uniform(-70, 0, (128, 200))  # alone, one tile of 256 would suit it
+
+    def model(x: tf.Tensor, training: bool = False) -> tf.Tensor:  # a stand-in: per-tile band means
+        return tf.reduce_mean(x[..., 0], axis=2)[:, :10]
+
+    alone = clip_logits(model, tf.constant(clip)).numpy()
+    batched = clip_logits(model, tf.constant(np.concatenate([clip, short]))).numpy()
+    np.testing.assert_allclose(batched[0], alone[0], rtol=1e-6)
 
 
 def test_class_balanced_sampling() -> None:
