@@ -16,9 +16,11 @@ reference (parity).
 
 from __future__ import annotations
 
+from services.common.memory import reuse_freed_arrays
 from services.common.threads import one_thread_per_worker
 
 one_thread_per_worker()  # as the featurizer runs: one math thread per worker
+reuse_freed_arrays()  # and keep freed arrays for the next clip (services/common/server.py)
 
 import argparse
 import statistics

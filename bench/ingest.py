@@ -1,17 +1,20 @@
 """Ingestion throughput on real clips: songs/s and CPU per song, today's settings against the
 tuned ones, measured side by side in one run.
 
-    python -m bench.ingest [--clips 171] [--workers 8]
+    python -m bench.ingest [--clips 171] [--workers 8] [--before-models DIR]
 
 Every configuration runs the real services on loopback (model server stand-in, featurizer,
 classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/data:
 - before: the path before issue 11: no batching, BLAS/TF pools as wide as the cores, 2 songs in
   flight, TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0, as quiet_tensorflow.py had it);
-- one thread: one BLAS/TF thread per worker, workers = cores in each service, more songs in
-  flight, oneDNN on (services/common/quiet_tensorflow.py turns it on; TensorFlow alone leaves it
-  off on AVX2-only CPUs);
-- + batching (what deploy/base runs): the same, and the model server batches concurrent Predicts
-  with deploy/components/tfserving-batching/batching.config (as TF Serving with --enable_batching).
+- tuned, before models: one BLAS/TF thread per worker, workers = cores in each service, more
+  songs in flight, oneDNN on (services/common/quiet_tensorflow.py turns it on; TensorFlow alone
+  leaves it off on AVX2-only CPUs), and the model server batches concurrent Predicts with
+  deploy/components/tfserving-batching/batching.config (as TF Serving with --enable_batching);
+- deployed (what deploy/base runs): the same settings with the shipped fold models (models/).
+"before models" are the fold models as they were before issue 11 (`--before-models`; the shipped
+ones when not given), e.g. extracted from git:
+    mkdir -p var/models-before && git archive 7152d5c models | tar -x --strip-components=1 -C var/models-before
 Every configuration's services are started up front and the configurations take turns, so a
 slow spell of the machine (this VM's speed drifts by 2x over minutes) hits them alike: each
 ingests the clips into a fresh index once cold (services just started), then --rounds times
@@ -67,12 +70,13 @@ def ingest(catalog: Path, index_dir: Path, addresses: dict[str, str], workers: i
 class Configuration:
     name: str
     tuned: bool
+    models: Path
     batching: bool = False
     procs: dict = field(default_factory=dict)
 
     def start(self, stack: ExitStack, tmp: Path) -> None:
         threads = ONE_THREAD if self.tuned else BEFORE
-        models = {"MODEL_CONFIG_FILE": str(ROOT / "models" / "models.config"), **threads}
+        models = {"MODEL_CONFIG_FILE": str(self.models / "models.config"), **threads}
         models.update(MODEL_SERVER_WORKERS=str(CORES if self.tuned else 2))
         if self.batching:
             models.update(ENABLE_BATCHING="1")
@@ -98,13 +102,17 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=171, help="at most this many real clips")
     parser.add_argument("--workers", type=int, default=4 * CORES, help="songs in flight, tuned configuration")
     parser.add_argument("--rounds", type=int, default=2, help="warm runs per configuration (the best is kept)")
+    parser.add_argument("--before-models", type=Path, default=ROOT / "models",
+                        help="the fold models before issue 11 (a folder with models.config); default: the shipped ones")
     args = parser.parse_args()
     clips = (folder_catalog(DATA / "gtzan_mini" / "genres") + folder_catalog(DATA / "gtzan_extra" / "genres"))
     if not clips:
         raise SystemExit(f"no clips under {DATA} (see ../shared/data/README.md)")
     clips = clips[: args.clips]
-    configs = [Configuration("before", tuned=False), Configuration("one thread", tuned=True),
-               Configuration("+ batching", tuned=True, batching=True)]
+    shipped = ROOT / "models"
+    configs = [Configuration("before", tuned=False, models=args.before_models),
+               Configuration("tuned, before models", tuned=True, models=args.before_models, batching=True),
+               Configuration("deployed", tuned=True, models=shipped, batching=True)]
     rows: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
         tmp = Path(name)
@@ -112,6 +120,7 @@ def main() -> None:
         write_catalog(catalog, clips)
         for config in configs:  # every configuration's services up front, idle until their turn
             config.start(stack, tmp)
+        print(f"fold models: before = {args.before_models}, deployed = {shipped}")
         print(f"ingesting {len(clips)} real clips, {CORES} cores; CPU in ms per song; "
               f"the configurations take turns ({args.rounds} warm rounds, the best kept)")
         n = len(clips)
@@ -126,11 +135,11 @@ def main() -> None:
             rows[(config.name, "re-run, all known")] = config.run(
                 catalog, tmp / config.name / f"warm{args.rounds - 1}", n, args.workers)
     parts = list(rows[("before", "cold")][1])
-    print(f"{'configuration':<13} {'run':<18} {'songs/s':>8} " + " ".join(f"{p:>14}" for p in parts))
+    print(f"{'configuration':<21} {'run':<18} {'songs/s':>8} " + " ".join(f"{p:>14}" for p in parts))
     for config in configs:
         for run in ("cold", "warm", "re-run, all known"):
             rate, cpu = rows[(config.name, run)]
-            print(f"{config.name:<13} {run:<18} {rate:8.1f} " + " ".join(f"{cpu[p]:14.1f}" for p in parts))
+            print(f"{config.name:<21} {run:<18} {rate:8.1f} " + " ".join(f"{cpu[p]:14.1f}" for p in parts))
     for config in configs[1:]:
         print(f"{config.name} vs before: cold {rows[(config.name, 'cold')][0] / rows[('before', 'cold')][0]:.2f}x, "
               f"warm {rows[(config.name, 'warm')][0] / rows[('before', 'warm')][0]:.2f}x songs/s")

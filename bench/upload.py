@@ -13,9 +13,11 @@ sits idle while the services work. Prints medians and the ratio.
 
 from __future__ import annotations
 
+from services.common.memory import reuse_freed_arrays
 from services.common.threads import one_thread_per_worker
 
 one_thread_per_worker()  # the services run this way
+reuse_freed_arrays()  # and keep freed arrays for the next clip (services/common/server.py)
 
 import argparse
 import statistics

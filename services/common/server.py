@@ -22,6 +22,7 @@ from services.common.auth import Gate
 from services.common.config import env_bool, env_float, env_int, env_str
 from services.common.interceptor import Drain, ServiceInterceptor
 from services.common.jsonlog import setup_logging
+from services.common.memory import reuse_freed_arrays
 from services.common.transport import MiB, bind, message_limit_bytes, message_options
 
 LINGER_SECONDS = 0.2  # refusing, before the port closes: calls already on the wire get UNAVAILABLE
@@ -136,6 +137,7 @@ async def _health_port(host: str, health_servicer: health.aio.HealthServicer) ->
 
 
 def run(spec: ServiceSpec) -> None:
+    reuse_freed_arrays()  # per-request arrays stay in the heap instead of faulting in anew
     try:
         asyncio.run(serve(spec))
     except KeyboardInterrupt:
