@@ -6,11 +6,13 @@ tuned ones, measured side by side in one run.
 Every configuration runs the real services on loopback (model server stand-in, featurizer,
 classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/data:
 - before: the path before issue 11: no batching, BLAS/TF pools as wide as the cores, 2 songs in
-  flight, TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0, as quiet_tensorflow.py had it);
+  flight, TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0, as quiet_tensorflow.py had it),
+  glibc's malloc defaults (REUSE_FREED_ARRAYS=0: every clip's arrays page-faulted in anew);
 - tuned, before models: one BLAS/TF thread per worker, workers = cores in each service, more
   songs in flight, oneDNN on (services/common/quiet_tensorflow.py turns it on; TensorFlow alone
-  leaves it off on AVX2-only CPUs), and the model server batches concurrent Predicts with
-  deploy/components/tfserving-batching/batching.config (as TF Serving with --enable_batching);
+  leaves it off on AVX2-only CPUs), freed arrays reused (services/common/memory.py), and the
+  model server batches concurrent Predicts with deploy/components/tfserving-batching/batching.config
+  (as TF Serving with --enable_batching);
 - deployed (what deploy/base runs): the same settings with the shipped fold models (models/).
 "before models" are the fold models as they were before issue 11 (`--before-models`; the shipped
 ones when not given), e.g. extracted from git:
@@ -44,7 +46,8 @@ ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", 
                                      "NUMBA_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")}
 CORES = os.cpu_count() or 2
 # what the services did before issue 11: every library's pool at full width, oneDNN off
-BEFORE = {**{name: str(CORES) for name in (*ONE_THREAD, "TF_NUM_INTEROP_THREADS")}, "TF_ENABLE_ONEDNN_OPTS": "0"}
+BEFORE = {**{name: str(CORES) for name in (*ONE_THREAD, "TF_NUM_INTEROP_THREADS")}, "TF_ENABLE_ONEDNN_OPTS": "0",
+          "REUSE_FREED_ARRAYS": "0"}
 
 
 def cpu_seconds(pid: int) -> float:

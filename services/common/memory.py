@@ -8,7 +8,8 @@ var/scratch-style: `ru_minflt` around `pipeline.analyse`). With a fixed 32 MiB m
 and a 256 MiB trim threshold the arrays are reused from the heap: no faults, 55 ms.
 
 Memory stays bounded: what the heap keeps is at most the workers' peak working set plus the trim
-threshold. Other C libraries (musl, macOS) are left as they are.
+threshold. Other C libraries (musl, macOS) are left as they are; REUSE_FREED_ARRAYS=0 leaves
+glibc's defaults (bench/ingest.py does, for the path before).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+
+from services.common.config import env_bool
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,8 @@ TRIM_THRESHOLD = 256 << 20
 
 def reuse_freed_arrays() -> bool:
     """Set the thresholds (glibc only); True when they took effect. Call once at start-up."""
+    if not env_bool("REUSE_FREED_ARRAYS", True):
+        return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
