@@ -84,13 +84,13 @@ def newest_version(base_path: Path) -> Path:
     return base_path / str(max(int(p.name) for p in base_path.iterdir() if p.name.isdigit()))
 
 
-def retile(models_dir: Path) -> list[Path]:
+def retile(models_dir: Path, cache: Path | None = None) -> list[Path]:
     """Re-export every fold of models_dir with the tiling of tiling.py today, as the next version.
 
     The trained weights are kept; the network is rebuilt to take tiles of any width, and each
     fold's validation logits, accuracy and temperature are measured again with the new tiles
     (training.json is updated: the evaluation's out-of-fold figures read them). The old
-    versions are removed."""
+    versions are removed. `cache`: where the clips' analyses are cached (training's by default)."""
     import json
     import shutil
 
@@ -115,7 +115,7 @@ def retile(models_dir: Path) -> list[Path]:
         for variable, value in zip(model.variables, trained, strict=True):
             variable.assign(value.numpy())
         clips = [(resolve(p), Path(p).parent.name) for p in fold["validation"]]
-        val = data.load(clips, CACHE, genres)
+        val = data.load(clips, cache or CACHE, genres)
         logits = np.concatenate([clip_logits(model, tf.constant(val.mels[i : i + 16])).numpy()
                                  for i in range(0, len(val.labels), 16)])
         fold["validation_logits"] = logits.round(4).tolist()

@@ -93,3 +93,35 @@ def test_temperature_scaling_fixes_overconfidence() -> None:
     after = calibrated(overconfident, t)
     ece = lambda p: reliability(p.max(1), p.argmax(1) == labels)["ece"]  # noqa: E731
     assert ece(after) < 0.05 < ece(before)
+
+
+def test_retile_keeps_the_weights_and_measures_the_folds_again(tmp_path) -> None:
+    """python -m training.export --retile: same weights, today's tiles, validation re-measured."""
+    import json
+
+    from tests.synth import encode, synthetic_song
+    from training.export import export_savedmodel, retile
+    from training.models import build
+    from training.tiling import clip_logits, tf
+
+    genres = ["beats", "noise"]
+    clips = []
+    for genre in genres:
+        for n in range(2):
+            clips.append(tmp_path / "clips" / genre / f"{genre}{n}.wav")
+            clips[-1].parent.mkdir(parents=True, exist_ok=True)
+            clips[-1].write_bytes(encode(synthetic_song(genre, n, seconds=32.0)))
+    model = build("xception-micro", (128, None, 1), len(genres))
+    models = tmp_path / "models"
+    export_savedmodel(model, genres, 1.0, models / "x_fold0", version=1)
+    fold = {"model": "x_fold0", "temperature": 1.0, "val_accuracy": 0.0, "validation": [str(c) for c in clips]}
+    (models / "training.json").write_text(json.dumps({"arch": "xception-micro", "genres": genres, "folds": [fold]}))
+
+    (target,) = retile(models, cache=tmp_path / "cache")
+    assert target == models / "x_fold0" / "2" and not (models / "x_fold0" / "1").exists()
+    record = json.loads((models / "training.json").read_text())["folds"][0]
+    assert np.array(record["validation_logits"]).shape == (4, 2) and record["temperature"] > 0
+    mel = np.random.default_rng(3).uniform(-70, 0, (2, 128, 938)).astype(np.float32)
+    served = tf.saved_model.load(str(target)).signatures["serving_default"](log_mel=tf.constant(mel))
+    expected = tf.nn.softmax(clip_logits(model, tf.constant(mel)) / record["temperature"]).numpy()
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, rtol=1e-4, atol=1e-6)
