@@ -175,3 +175,17 @@ def test_manifest_carries_the_feature_groups_reasons_use(tmp_path: Path) -> None
     assert sorted(np.concatenate(list(index.groups.values())).tolist()) == list(range(len(FEATURE_NAMES)))
     hit = recommend(index, Query.one(vectors[0], routes("rock"), Options(k=1), exclude_id="rock-0")).hits[0]
     assert any(group in hit.reason for group in FEATURE_GROUPS)
+
+
+def test_the_standardiser_fits_as_sklearn_does() -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    from services.recommender.build import fit_standardiser
+
+    raw = clustered(300, dim=12, clusters=4, seed=5) * np.geomspace(0.01, 100, 12, dtype=np.float32)
+    raw[:, 3] = 7.0  # a constant feature
+    mean, scale = fit_standardiser(raw)
+    expected = StandardScaler().fit(raw)
+    np.testing.assert_allclose(mean, expected.mean_, rtol=1e-6)
+    np.testing.assert_allclose(scale, expected.scale_, rtol=1e-5)
+    assert scale[3] == 1.0
