@@ -3,8 +3,8 @@
 glibc serves an allocation above its mmap threshold (128 KiB at first, then the largest block
 freed so far, up to 32 MiB) with a fresh mmap and unmaps it on free, so a service that builds the
 same multi-megabyte arrays per request page-faults them all in again every time: 6,800 minor
-faults and about 22 of 77 ms of CPU per 30 s clip in the featurizer (measured in-process,
-var/scratch-style: `ru_minflt` around `pipeline.analyse`). With a fixed 32 MiB mmap threshold
+faults and about 22 of 77 ms of CPU per 30 s clip in the featurizer (`pipeline.analyse` timed
+in-process; tests/unit/test_memory.py counts the faults). With a fixed 32 MiB mmap threshold
 and a 256 MiB trim threshold the arrays are reused from the heap: no faults, 55 ms.
 
 Memory stays bounded: what the heap keeps is at most the workers' peak working set plus the trim

@@ -100,7 +100,12 @@ class IndexSet:
 
     def standardise(self, raw: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):  # the caller checks for non-finite results
-            return ((np.asarray(raw, dtype=np.float64) - self.mean) / self.scale).astype(np.float32)
+            return standardised(raw, self.mean, self.scale)
+
+
+def standardised(raw: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Raw feature vectors [n, F] as the index stores them: (raw - mean) / scale, float32."""
+    return ((np.asarray(raw, dtype=np.float64) - mean) / scale).astype(np.float32)
 
 
 def generation_name(generation: int) -> str:
@@ -129,7 +134,7 @@ def load_generation(index_dir: Path, generation: int) -> IndexSet:
     else:  # a generation from before the columns: songs.json and raw.npy
         songs = SongTable.from_records([SongRecord(**row) for row in json.loads((folder / "songs.json").read_text())])
         raw = np.load(folder / "raw.npy")
-        norms = np.linalg.norm((raw - scaler["mean"]) / scaler["scale"], axis=1).astype(np.float32)
+        norms = np.linalg.norm(standardised(raw, scaler["mean"], scaler["scale"]), axis=1)
     return IndexSet(generation, manifest, songs, norms, scaler["mean"], scaler["scale"], indexes)
 
 
