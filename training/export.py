@@ -5,12 +5,15 @@ Signature `serving_default`:
   output `probabilities`  float32 [batch, n_genres]        softmax(mean tile logits / T)
   output `labels`         string  [batch, n_genres]        (genre names in output order, every row alike)
 T is the fold's temperature, fitted on its own validation fold, so a served probability
-means what it says. Shipping the labels keeps the classifier's label order tied to the model.
+means what it says. The served network has its batch norms folded into its convolutions
+(fold_bn.py); the trained weights are saved beside it (variable collection `trained`), so a
+re-export starts from them. Shipping the labels keeps the classifier's label order tied to the model.
 Every output is batch-major, as TF Serving's server-side batching (--enable_batching) needs:
 it splits each output along dimension 0 between the requests it merged.
 
     python -m training.export --batch-major models     # re-export version 1 folds as version 2
-    python -m training.export --retile models          # the same weights, today's tiling (tiling.py)
+    python -m training.export --retile models          # the same weights, today's export: tiling.py's
+                                                       # tiles, batch norms folded (fold_bn.py)
 """
 
 from __future__ import annotations
@@ -27,16 +30,20 @@ def export_savedmodel(
     """Write <base_path>/<version>/ in TF Serving's layout (`model`: a keras.Model)."""
     import keras
 
+    from training.fold_bn import fold_batch_norms
+
     target = base_path / str(version)
     labels = tf.constant(genres)
     inverse_t = tf.constant(1.0 / temperature, tf.float32)
+    inference = fold_batch_norms(model)
 
     def serve(log_mel: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = tf.nn.softmax(clip_logits(model, log_mel) * inverse_t)
+        probabilities = tf.nn.softmax(clip_logits(inference, log_mel) * inverse_t)
         return {"probabilities": probabilities, "labels": batch_major(labels, log_mel)}
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive.track(inference)
+    archive.add_variable_collection(TRAINED, model.variables)
     archive.add_endpoint(
         name="serving_default",
         fn=serve,
@@ -44,6 +51,18 @@ def export_savedmodel(
     )
     archive.write_out(str(target), verbose=False)
     return target
+
+
+TRAINED = "trained"  # the SavedModel's collection of the trained model's variables, in order
+
+
+def trained_variables(loaded) -> list:
+    """The trained model's variables in a loaded fold SavedModel: its `trained` collection, or
+    for exports made before batch norms were folded, all its variables (a batch-major re-export
+    wraps the fold)."""
+    if hasattr(loaded, TRAINED):
+        return list(getattr(loaded, TRAINED))
+    return list(getattr(loaded, "fold", loaded).variables)
 
 
 def batch_major(labels: tf.Tensor, log_mel: tf.Tensor) -> tf.Tensor:
@@ -85,7 +104,8 @@ def newest_version(base_path: Path) -> Path:
 
 
 def retile(models_dir: Path, cache: Path | None = None) -> list[Path]:
-    """Re-export every fold of models_dir with the tiling of tiling.py today, as the next version.
+    """Re-export every fold of models_dir with today's export (tiling.py's tiles, batch norms
+    folded), as the next version.
 
     The trained weights are kept; the network is rebuilt to take tiles of any width, and each
     fold's validation logits, accuracy and temperature are measured again with the new tiles
@@ -108,7 +128,7 @@ def retile(models_dir: Path, cache: Path | None = None) -> list[Path]:
     for fold in record["folds"]:
         source = newest_version(models_dir / fold["model"])
         loaded = tf.saved_model.load(str(source))
-        trained = getattr(loaded, "fold", loaded).variables  # a batch-major re-export wraps the fold
+        trained = trained_variables(loaded)
         model = build(record["arch"], (N_MELS, None, 1), len(genres))
         if [tuple(v.shape) for v in model.variables] != [tuple(v.shape) for v in trained]:
             raise SystemExit(f"{source}: its variables do not match a fresh {record['arch']}")

@@ -63,7 +63,7 @@ def test_model_server_speaks_tf_serving_api(modelserver) -> None:
         probs = np.frombuffer(reply.outputs["probabilities"].tensor_content, "<f4")
         assert probs.shape == (10,) and probs.sum() == pytest.approx(1.0, abs=1e-4)
         assert len(reply.outputs["labels"].string_val) == 10
-        assert reply.model_spec.version.value == 3  # models/<fold>/3: batch-major labels, tiles end to end
+        assert reply.model_spec.version.value == 4  # models/<fold>/4: batch-major labels, tiles end to end, BN folded
         meta = stub.GetModelMetadata(
             get_model_metadata_pb2.GetModelMetadataRequest(
                 model_spec=request.model_spec, metadata_field=["signature_def"]
