@@ -6,7 +6,8 @@ fuses FusedBatchNorm ops): in xception-mini they were 26 % of a fold's CPU time.
 convolution's kernel is scaled per output channel by gamma / sqrt(variance + epsilon) and it
 gains the bias beta - mean * that scale, so the two elementwise passes disappear and the
 convolution, its bias and the ReLU after it run as one fused kernel. The result is the same
-function up to float rounding; only layers the model trains with are changed, at export.
+function up to float rounding (tested); the trained model is left as it is, and only the
+exported copy is folded (training/export.py).
 """
 
 from __future__ import annotations

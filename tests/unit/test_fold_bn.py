@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.tiling import tf  # noqa: F401 (TensorFlow quietly, before keras)
+from training.tiling import tf  # TensorFlow quietly, before keras
 
 keras = pytest.importorskip("keras")
 
@@ -44,3 +44,25 @@ def test_folded_model_computes_what_the_model_computes(arch: str) -> None:
     expected = model(x, training=False).numpy()
     np.testing.assert_allclose(folded(x, training=False).numpy(), expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(model(x, training=False).numpy(), expected)  # the model is left as it was
+
+
+def test_a_fold_export_keeps_the_trained_weights_for_the_next_re_export(tmp_path) -> None:
+    """The served network is folded; the trained one (batch norms and all) rides along, in order,
+    and an export from before folding gives its own variables back the same way."""
+    from training.export import export_savedmodel, trained_variables
+    from training.models import build
+
+    model = _with_trained_statistics(build("xception-micro", (128, None, 1), 2), np.random.default_rng(1))
+    target = export_savedmodel(model, ["a", "b"], 1.0, tmp_path / "fold", version=1)
+    saved = trained_variables(tf.saved_model.load(str(target)))
+    assert [tuple(v.shape) for v in saved] == [tuple(v.shape) for v in model.variables]
+    for ours, theirs in zip(model.variables, saved, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours), theirs.numpy())
+
+    archive = keras.export.ExportArchive()  # how folds were exported before
+    archive.track(model)
+    archive.add_endpoint(name="serve", fn=lambda x: model(x, training=False),
+                         input_signature=[tf.TensorSpec([None, 128, 64, 1], tf.float32)])
+    archive.write_out(str(tmp_path / "old"), verbose=False)
+    old = trained_variables(tf.saved_model.load(str(tmp_path / "old")))
+    assert [tuple(v.shape) for v in old] == [tuple(v.shape) for v in model.variables]
