@@ -23,6 +23,8 @@ from pathlib import Path
 from services.featurizer.features import N_MELS
 from training.tiling import clip_logits, tf
 
+TRAINED = "trained"  # the SavedModel's collection of the trained model's variables, in order
+
 
 def export_savedmodel(
     model, genres: list[str], temperature: float, base_path: Path, version: int = 1
@@ -51,9 +53,6 @@ def export_savedmodel(
     )
     archive.write_out(str(target), verbose=False)
     return target
-
-
-TRAINED = "trained"  # the SavedModel's collection of the trained model's variables, in order
 
 
 def trained_variables(loaded) -> list:
