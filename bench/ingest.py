@@ -40,18 +40,17 @@ from pathlib import Path
 
 from devtools.demo_catalog import folder_catalog
 from devtools.localrun import ROOT, running
+from services.common import threads
 from services.recommender.catalog import write_catalog
 
 DATA = ROOT.parent / "shared" / "data"
 # one thread inside each op; the model server keeps an inter-op pool as wide as its workers
-ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                     "NUMBA_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")}
+ONE_THREAD = {name: "1" for name in threads.VARIABLES if name != "TF_NUM_INTEROP_THREADS"}
 CORES = os.cpu_count() or 2
 # "before", warm, as issue 11 measured it; its target (20 songs/s) is at that machine's speed
 ISSUE_BEFORE_SONGS_PER_S = 6.5
 # what the services did before issue 11: every library's pool at full width, oneDNN off
-BEFORE = {**{name: str(CORES) for name in (*ONE_THREAD, "TF_NUM_INTEROP_THREADS")}, "TF_ENABLE_ONEDNN_OPTS": "0",
-          "REUSE_FREED_ARRAYS": "0"}
+BEFORE = {**{name: str(CORES) for name in threads.VARIABLES}, "TF_ENABLE_ONEDNN_OPTS": "0", "REUSE_FREED_ARRAYS": "0"}
 
 
 def cpu_seconds(pid: int) -> float:
