@@ -70,11 +70,10 @@ deploy-check: setup ## offline: kubectl kustomize (base, jobs, secure overlay) +
 	kubectl kustomize deploy/base > var/deploy/base.yaml
 	kubectl kustomize deploy/jobs > var/deploy/jobs.yaml
 	kubectl kustomize deploy/jobs-sharded/analyse > var/deploy/jobs-analyse.yaml
-	kubectl kustomize deploy/jobs-sharded/analyse-in-process > var/deploy/jobs-analyse-in-process.yaml
 	kubectl kustomize deploy/jobs-sharded/publish > var/deploy/jobs-publish.yaml
 	kubectl kustomize deploy/overlays/secure > var/deploy/secure.yaml
 	$(BIN)/kubernetes-validate --strict --quiet var/deploy/base.yaml var/deploy/jobs.yaml var/deploy/secure.yaml \
-	  var/deploy/jobs-analyse.yaml var/deploy/jobs-analyse-in-process.yaml var/deploy/jobs-publish.yaml
+	  var/deploy/jobs-analyse.yaml var/deploy/jobs-publish.yaml
 	$(BIN)/hadolint deploy/python-base/Dockerfile services/*/Dockerfile deploy/models/Dockerfile
 	cmp models/models.config deploy/base/tfserving/models.config
 	@echo "deploy-check: manifests and Dockerfiles valid"

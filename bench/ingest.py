@@ -13,12 +13,7 @@ classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/da
   leaves it off on AVX2-only CPUs), freed arrays reused (services/common/memory.py), and the
   model server batches concurrent Predicts with deploy/components/tfserving-batching/batching.config
   (as TF Serving with --enable_batching);
-- deployed (what deploy/base runs): the same settings with the shipped fold models (models/);
-- in-process (`python -m services.ingest`): no services: the featurizer's pipeline and the shipped
-  folds in one worker process per core (services/recommender/batch_analysis.py). Its workers
-  start with every run (TensorFlow, the models, numba): "cold" counts that start-up, "warm"
-  counts from when the workers are ready, as the services' own start-up is never counted (its
-  CPU per song, all in the "ingest client" column, likewise: with the start-up cold, without warm).
+- deployed (what deploy/base runs): the same settings with the shipped fold models (models/).
 "before models" are the fold models as they were before issue 11 (`--before-models`; the shipped
 ones when not given), e.g. extracted from git:
     mkdir -p var/models-before && git archive 7152d5c models | tar -x --strip-components=1 -C var/models-before
@@ -35,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -46,7 +40,6 @@ from pathlib import Path
 
 from devtools.demo_catalog import folder_catalog
 from devtools.localrun import ROOT, running
-from devtools.numba_cache import private_cache
 from services.common import threads
 from services.recommender.catalog import write_catalog
 
@@ -65,23 +58,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-READY = re.compile(r"workers ready in ([0-9.]+) s \(([0-9.]+) s of CPU\)")
-
-
-def ingest(module: str, catalog: Path, index_dir: Path, options: list[str], numba: Path | None
-           ) -> tuple[float, float, tuple[float, float]]:
-    """(wall seconds, client CPU seconds (with its reaped workers), (wall, CPU) seconds its workers took to start)."""
-    command = [sys.executable, "-m", module, "--catalog", str(catalog), "--index-dir", str(index_dir), *options]
+def ingest(catalog: Path, index_dir: Path, addresses: dict[str, str], workers: int) -> tuple[float, float, str]:
+    """(wall seconds, client CPU seconds, last line of output)."""
+    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(catalog), "--index-dir",
+               str(index_dir), "--featurizer", addresses["featurizer"], "--classifier", addresses["classifier"],
+               "--workers", str(workers)]
     started = time.perf_counter()
-    env = {**os.environ, "TQDM_DISABLE": "1", **({"NUMBA_CACHE_DIR": str(numba)} if numba else {})}
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     wall = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(done.stderr[-2000:])
     usage = os.times()
-    ready = READY.search(done.stdout)
-    startup = (float(ready.group(1)), float(ready.group(2))) if ready else (0.0, 0.0)
-    return wall, usage.children_user + usage.children_system, startup
+    return wall, usage.children_user + usage.children_system, done.stdout.strip().splitlines()[-1]
 
 
 @dataclass
@@ -90,15 +78,9 @@ class Configuration:
     tuned: bool
     models: Path
     batching: bool = False
-    in_process: bool = False
     procs: dict = field(default_factory=dict)
-    startup: list[float] = field(default_factory=list)  # in-process: its workers' start-up per run
-    numba: Path | None = None  # in-process: a warmed numba cache its workers copy, as services get
 
     def start(self, stack: ExitStack, tmp: Path) -> None:
-        if self.in_process:
-            self.numba = private_cache(tmp / "numba-in-process")
-            return
         threads = ONE_THREAD if self.tuned else BEFORE
         models = {"MODEL_CONFIG_FILE": str(self.models / "models.config"), **threads}
         models.update(MODEL_SERVER_WORKERS=str(CORES if self.tuned else 2))
@@ -110,28 +92,15 @@ class Configuration:
         cl = stack.enter_context(running("services.classifier", {**models, "TF_SERVING_ADDR": ms.address}, tmp))
         self.procs = {"model server": ms, "featurizer": fz, "classifier": cl}
 
-    def run(self, catalog: Path, index_dir: Path, songs: int, workers: int, warm: bool
-            ) -> tuple[float, dict[str, float]]:
-        """(songs/s, {part: CPU ms per song}) of one ingestion into index_dir; warm: from its workers' start."""
+    def run(self, catalog: Path, index_dir: Path, songs: int, workers: int) -> tuple[float, dict[str, float]]:
+        """(songs/s, {part: CPU ms per song}) of one ingestion into index_dir."""
         before = {k: cpu_seconds(p.process.pid) for k, p in self.procs.items()}
         client_before = os.times().children_user + os.times().children_system
-        if self.in_process:
-            module, options = "services.ingest", ["--models", str(self.models / "models.config"),
-                                                  "--processes", str(CORES)]
-        else:
-            module, options = "services.recommender.ingest", [
-                "--featurizer", self.procs["featurizer"].address, "--classifier", self.procs["classifier"].address,
-                "--workers", str(workers if self.tuned else 2)]
-        wall, client_after, (startup, startup_cpu) = ingest(module, catalog, index_dir, options, self.numba)
+        addresses = {"featurizer": self.procs["featurizer"].address, "classifier": self.procs["classifier"].address}
+        wall, client_after, _ = ingest(catalog, index_dir, addresses, workers if self.tuned else 2)
         cpu = {k: (cpu_seconds(p.process.pid) - before[k]) * 1e3 / songs for k, p in self.procs.items()}
-        cpu = {part: cpu.get(part, 0.0) for part in PARTS}
-        cpu["ingest client"] = (client_after - client_before - (startup_cpu if warm else 0.0)) * 1e3 / songs
-        if startup:
-            self.startup.append(startup)
-        return songs / (wall - startup if warm else wall), cpu
-
-
-PARTS = ("model server", "featurizer", "classifier")
+        cpu["ingest client"] = (client_after - client_before) * 1e3 / songs
+        return songs / wall, cpu
 
 
 def main() -> None:
@@ -149,8 +118,7 @@ def main() -> None:
     shipped = ROOT / "models"
     configs = [Configuration("before", tuned=False, models=args.before_models),
                Configuration("tuned, before models", tuned=True, models=args.before_models, batching=True),
-               Configuration("deployed", tuned=True, models=shipped, batching=True),
-               Configuration("in-process", tuned=True, models=shipped, in_process=True)]
+               Configuration("deployed", tuned=True, models=shipped, batching=True)]
     rows: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
         tmp = Path(name)
@@ -163,15 +131,15 @@ def main() -> None:
               f"the configurations take turns ({args.rounds} warm rounds, the best kept)")
         n = len(clips)
         for config in configs:
-            rows[(config.name, "cold")] = config.run(catalog, tmp / config.name / "cold", n, args.workers, False)
+            rows[(config.name, "cold")] = config.run(catalog, tmp / config.name / "cold", n, args.workers)
         for round_ in range(args.rounds):
             for config in configs:
-                rate, cpu = config.run(catalog, tmp / config.name / f"warm{round_}", n, args.workers, True)
+                rate, cpu = config.run(catalog, tmp / config.name / f"warm{round_}", n, args.workers)
                 if rate > rows.get((config.name, "warm"), (0.0, {}))[0]:
                     rows[(config.name, "warm")] = (rate, cpu)
         for config in configs:  # into the last warm index: every song is known
             rows[(config.name, "re-run, all known")] = config.run(
-                catalog, tmp / config.name / f"warm{args.rounds - 1}", n, args.workers, False)
+                catalog, tmp / config.name / f"warm{args.rounds - 1}", n, args.workers)
     parts = list(rows[("before", "cold")][1])
     print(f"{'configuration':<21} {'run':<18} {'songs/s':>8} " + " ".join(f"{p:>14}" for p in parts))
     for config in configs:
@@ -185,10 +153,6 @@ def main() -> None:
     for config in configs[1:]:
         print(f"{config.name} at the issue's machine speed (before = {ISSUE_BEFORE_SONGS_PER_S} songs/s): "
               f"{rows[(config.name, 'warm')][0] * speed:.1f} songs/s warm (the issue's target: 20)")
-    for config in configs:
-        if config.startup:
-            print(f"{config.name}: its workers started in {min(config.startup):.1f}-{max(config.startup):.1f} s "
-                  "per run (in the cold and re-run rates, not in the warm ones)")
     for config in configs:
         total = sum(rows[(config.name, "warm")][1].values())
         print(f"{config.name}: {total:.0f} ms of CPU per song in all -> at most {1e3 * CORES / total:.1f} songs/s "

@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 
 from musicrec.v1 import classifier_pb2, classifier_pb2_grpc
-from services.classifier.response import classify_response
 from services.classifier.tfserving import Prediction, TFServingClient
+from services.classifier.voting import Ballot, tally
 from services.common.errors import ServiceError, describe, invalid, unavailable
 
 log = logging.getLogger("classifier")
@@ -87,22 +87,52 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
             *(self._client.predict(m, log_mel, timeout) for m in self._models), return_exceptions=True
         )
         labels = await self._known_labels()
-        for i, result in enumerate(results):
+        folds, ballots, missing = [], [], []
+        for model, result in zip(self._models, results, strict=True):
             if isinstance(result, Prediction) and result.labels != labels:
-                results[i] = ValueError(f"labels {result.labels} differ from the other folds' {labels}")
-        missing = [f"{m} ({describe(r)})" for m, r in zip(self._models, results, strict=True)
-                   if not isinstance(r, Prediction)]
+                result = ValueError(f"labels {result.labels} differ from the other folds' {labels}")
+            if isinstance(result, Prediction):
+                ballots.append(Ballot(model, result.probabilities))
+                folds.append(
+                    classifier_pb2.FoldPrediction(
+                        model_name=model,
+                        available=True,
+                        genre=result.labels[int(np.argmax(result.probabilities))],
+                        probabilities=result.probabilities.tolist(),
+                        model_version=result.version,
+                    )
+                )
+            else:
+                reason = describe(result)
+                missing.append(f"{model} ({reason})")
+                folds.append(classifier_pb2.FoldPrediction(model_name=model, available=False, error=reason))
         # A spectrogram the models reject is the caller's problem, whatever else is down.
         if any(isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.INVALID_ARGUMENT for r in results):
             raise invalid(f"the models rejected the spectrogram: {'; '.join(missing)}")
-        if len(missing) == len(results):
+        if not ballots:
             raise unavailable(
                 f"no fold model answered at {self._client.address}: {'; '.join(missing)}. "
                 "Is TF Serving up? Retry with backoff."
             )
+        result = tally(labels, ballots)
+        note = f"{result.votes}/{result.voters} folds voted {result.genre}"
         if missing:
+            note += f"; unavailable: {', '.join(missing)}"
             log.warning("degraded vote", extra={"missing": missing})
-        return classify_response(labels, self._models, results)
+        return classifier_pb2.ClassifyResponse(
+            genre=result.genre,
+            votes=result.votes,
+            folds_voted=result.voters,
+            folds_total=len(self._models),
+            folds=folds,
+            ranking=[
+                classifier_pb2.GenreScore(genre=g, votes=v, probability_sum=s, probability=p)
+                for g, v, s, p in result.ranking
+            ],
+            labels=labels,
+            degraded=bool(missing),
+            note=note,
+        )
 
     async def ListGenres(self, request, context):
         versions = []

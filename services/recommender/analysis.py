@@ -47,20 +47,15 @@ class Setup:
     models_key: str  # digest of the fold models' names, versions and labels
 
 
-def models_key(labels: list[str], names: list[str], versions: list[int]) -> str:
-    """What names the fold models an analysis was voted by: labels, model names and versions."""
-    described = json.dumps([list(labels), list(names), list(versions)])
-    return hashlib.sha256(described.encode()).hexdigest()[:16]
-
-
 async def read_setup(upstream: Upstream, timeout: float) -> Setup:
     schema = await upstream.feature_schema(timeout)
     models = await upstream.models(timeout)
+    described = json.dumps([list(models.labels), list(models.model_names), list(models.model_versions)])
     return Setup(
         schema.schema_version,
         list(schema.names),
         {g.name: list(g.features) for g in schema.groups},
-        models_key(list(models.labels), list(models.model_names), list(models.model_versions)),
+        hashlib.sha256(described.encode()).hexdigest()[:16],
     )
 
 

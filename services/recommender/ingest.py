@@ -3,12 +3,9 @@
     python -m services.recommender.ingest --catalog var/demo/catalog.csv          # both steps
     python -m services.recommender.ingest --catalog C --only analyse --shard K --shards N
     python -m services.recommender.ingest --catalog C --only publish --shards N
-    python -m services.ingest --catalog C [...]                             # the same, in-process
 
 Needs the featurizer and the classifier (FEATURIZER_ADDR, CLASSIFIER_ADDR), reached through the
-same upstream client the recommender uses; `python -m services.ingest` runs this same CLI with
-their code and the fold models in this machine's processes instead (services/ingest/: the same
-analyses, in the same store). Analyses are kept by file content, feature schema
+same upstream client the recommender uses. Analyses are kept by file content, feature schema
 and model versions (analysis.py), so a rebuild only analyses new or changed audio, and songs
 no longer in the catalog leave the index. `--only analyse` runs one shard of a Kubernetes
 Indexed Job (K and N default to JOB_COMPLETION_INDEX and JOB_COMPLETIONS); `--only publish`
@@ -24,7 +21,6 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -120,16 +116,13 @@ def publish(args: argparse.Namespace, songs: list[CatalogSong], reports: list[Sh
     return generation, rows
 
 
-def parse_args(argv: list[str] | None, more_options: Callable[[argparse.ArgumentParser], None] | None = None
-               ) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    if more_options is not None:
-        more_options(parser)
     parser.add_argument("--catalog", type=Path, required=True, help="CSV: " + ",".join(COLUMNS) + "[,album]")
     parser.add_argument("--index-dir", type=Path, default=Path(env_str("INDEX_DIR", "var/index")))
     parser.add_argument("--featurizer", default=env_str("FEATURIZER_ADDR", "127.0.0.1:50051"))
     parser.add_argument("--classifier", default=env_str("CLASSIFIER_ADDR", "127.0.0.1:50052"))
-    parser.add_argument("--workers", type=int, default=2, help="songs analysed concurrently (through the services)")
+    parser.add_argument("--workers", type=int, default=2, help="songs analysed concurrently")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per song and call")
     parser.add_argument("--strict", action="store_true", help="fail when any song cannot be analysed")
     parser.add_argument("--only", choices=["analyse", "publish"], help="one step (a shard, or the merge)")
@@ -143,28 +136,16 @@ def parse_args(argv: list[str] | None, more_options: Callable[[argparse.Argument
     return args
 
 
-LocalAnalysis = Callable[[argparse.Namespace, list[CatalogSong]], tuple[ShardReport, int]]
-
-
-def main(
-    argv: list[str] | None = None,
-    analyse_locally: LocalAnalysis | None = None,
-    more_options: Callable[[argparse.ArgumentParser], None] | None = None,
-) -> int:
-    """The CLI; analyse_locally (with its more_options) replaces the services for the analysis
-    step: services/ingest runs it so."""
-    args = parse_args(argv, more_options)
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     started = time.monotonic()
     songs = read_catalog(args.catalog)
     folder = shard_folder(args.index_dir, args.catalog)
     if args.only != "publish":
         try:
-            if analyse_locally is not None:
-                report, fresh = analyse_locally(args, songs)
-            else:
-                report, fresh = asyncio.run(analyse_shard(args, songs))
+            report, fresh = asyncio.run(analyse_shard(args, songs))
         except ServiceError as exc:
-            print(f"ingestion stopped: {exc.message}", file=sys.stderr)
+            print(f"cannot start the ingestion: {exc.message}", file=sys.stderr)
             return 2
         report.write(folder)
         for song_id, reason in sorted(report.failed.items()):

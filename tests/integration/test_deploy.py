@@ -60,8 +60,7 @@ def test_strict_validation_rejects_a_misspelt_field(tmp_path: Path) -> None:
 
 @needs_kubectl
 def test_every_empty_dir_has_a_size_limit() -> None:
-    folders = ["deploy/base", "deploy/jobs", "deploy/jobs-sharded/analyse", "deploy/jobs-sharded/analyse-in-process",
-               "deploy/jobs-sharded/publish"]
+    folders = ["deploy/base", "deploy/jobs", "deploy/jobs-sharded/analyse", "deploy/jobs-sharded/publish"]
     for docs in map(build, folders):
         for d in docs:
             if d["kind"] in {"Deployment", "Job"}:
@@ -71,9 +70,8 @@ def test_every_empty_dir_has_a_size_limit() -> None:
 
 
 @needs_kubectl
-@pytest.mark.parametrize("variant", ["analyse", "analyse-in-process"])
-def test_sharded_ingestion_is_an_indexed_job_and_its_publish_step_agrees_on_the_shards(variant: str) -> None:
-    (analyse,) = build(f"deploy/jobs-sharded/{variant}")
+def test_sharded_ingestion_is_an_indexed_job_and_its_publish_step_agrees_on_the_shards() -> None:
+    (analyse,) = build("deploy/jobs-sharded/analyse")
     (publish,) = build("deploy/jobs-sharded/publish")
     spec = analyse["spec"]
     assert spec["completionMode"] == "Indexed" and spec["parallelism"] <= spec["completions"]
@@ -83,12 +81,6 @@ def test_sharded_ingestion_is_an_indexed_job_and_its_publish_step_agrees_on_the_
     command = publish["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--shards") + 1] == str(spec["completions"])
     assert "--only" in container["command"] and "analyse" in container["command"]
-    in_process = container["command"][:3] == ["python", "-m", "services.ingest"]
-    assert in_process == (variant == "analyse-in-process")
-    assert in_process == ("FEATURIZER_ADDR" not in env)  # in-process pods call no service
-    if in_process:  # a worker process per CPU it is given
-        processes = container["command"][container["command"].index("--processes") + 1]
-        assert container["resources"]["limits"]["cpu"] == processes
 
 
 @needs_kubectl

@@ -3,7 +3,6 @@ equal to a single-process build; and incremental: only new or changed songs are 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,8 +24,8 @@ SHARDS = 4
 
 
 def ingest(catalog: Path, index_dir: Path, featurizer: Proc, classifier: Proc, *extra: str,
-           env: dict[str, str] | None = None, module: str = "services.recommender.ingest") -> subprocess.Popen:
-    command = [sys.executable, "-m", module, "--catalog", str(catalog), "--index-dir",
+           env: dict[str, str] | None = None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(catalog), "--index-dir",
                str(index_dir), "--featurizer", featurizer.address, "--classifier", classifier.address, *extra]
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -110,39 +109,3 @@ def test_bad_shard_numbers_are_refused(bad: list[str], tmp_path: Path) -> None:
                "--only", "analyse", *bad]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--shard" in done.stderr
-
-
-def stored_analyses(index_dir: Path) -> dict[str, dict]:
-    """{setup folder / content hash: the stored analysis, without the file it came from}."""
-    cache = index_dir / "analysis-cache"
-    return {str(p.relative_to(cache)): {k: v for k, v in json.loads(p.read_text()).items() if k != "file"}
-            for p in sorted(cache.glob("*/*/*.json"))}
-
-
-def test_the_in_process_engine_stores_what_the_services_store_in_the_same_place(
-    featurizer: Proc, classifier: Proc, tmp_path: Path
-) -> None:
-    catalog = write_synthetic_catalog(tmp_path / "songs", per_genre=3)
-    (tmp_path / "songs" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
-    with catalog.open("a") as rows:
-        rows.write("broken-01,Broken,Nobody,2020-01-01,noise,broken.wav\n")
-    via_services = ingest(catalog, tmp_path / "services", featurizer, classifier)
-    finish(via_services)
-    local = finish(ingest(catalog, tmp_path / "local", featurizer, classifier, "--processes", "2",
-                          module="services.ingest"))
-    assert "12 songs (12 analysed, 0 known), 1 failed" in local, local
-    assert "indexed 12 songs" in local
-
-    ours, theirs = stored_analyses(tmp_path / "local"), stored_analyses(tmp_path / "services")
-    assert ours.keys() == theirs.keys() and len(ours) == 12  # same schema, same models key, same files
-    for key, analysis in ours.items():
-        other = theirs[key]
-        np.testing.assert_allclose(analysis.pop("vector"), other.pop("vector"), rtol=1e-6, atol=1e-9)
-        for genre, p in analysis.pop("probabilities").items():  # batched inference: rounding only
-            assert p == pytest.approx(other["probabilities"][genre], abs=1e-5), key
-        other.pop("probabilities")
-        assert analysis == other, key  # the vote, its share and ranking, the song's length, its tags
-
-    # the stores are one: a local run over what the services analysed analyses nothing
-    again = finish(ingest(catalog, tmp_path / "services", featurizer, classifier, module="services.ingest"))
-    assert "12 songs (0 analysed, 12 known), 1 failed" in again, again

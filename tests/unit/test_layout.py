@@ -35,12 +35,8 @@ def test_services_do_not_import_training_devtools_or_each_other() -> None:
     for service in services:
         for path in (ROOT / "services" / service).rglob("*.py"):
             text = path.read_text()
-            others = [s for s in [*services, "ingest"] if s != service and f"services.{s}" in text]
+            others = [s for s in services if s != service and f"services.{s}" in text]
             assert not others and "from training" not in text and "devtools" not in text, (path, others)
-    # services/ingest is the one room that composes the others (in-process ingestion), and ships
-    for path in (ROOT / "services" / "ingest").rglob("*.py"):
-        text = path.read_text()
-        assert "from training" not in text and "devtools" not in text, path
 
 
 def test_offline_tools_live_outside_services() -> None:
