@@ -141,7 +141,12 @@ def harmonic_spectrum(
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+# Sums may be reassociated (SIMD partial sums); no fused multiply-adds, so |X| stays bit-exact;
+# NaN and infinity keep their meaning.
+REASSOCIATE = {"reassoc", "nsz", "arcp"}
+
+
+@numba.njit(cache=True, nogil=True, fastmath=REASSOCIATE)
 def spectrum_summary(
     stft: np.ndarray, mel_basis: np.ndarray, mel_lo: np.ndarray, mel_hi: np.ndarray, freqs: np.ndarray,
     roll_percent: float,
@@ -160,22 +165,23 @@ def spectrum_summary(
     roll = np.zeros(n_t)
     tiny = np.finfo(np.float32).tiny
     for t in range(n_t):
+        frame, m, pw = stft[t], mag[t], power[t]
+        for f in range(n_f):  # vectorised: no sum in this loop
+            re = frame[f].real
+            im = frame[f].imag
+            pw[f] = re * re + im * im
+            m[f] = np.sqrt(pw[f])
         total = 0.0
         weighted = 0.0
         for f in range(n_f):
-            re = stft[t, f].real
-            im = stft[t, f].imag
-            pw = re * re + im * im
-            s = np.sqrt(pw)
-            mag[t, f] = s
-            power[t, f] = pw
+            s = np.float64(m[f])
             total += s
             weighted += freqs[f] * s
-        for m in range(n_mels):
+        for b in range(n_mels):
             acc = np.float32(0.0)
-            for f in range(mel_lo[m], mel_hi[m]):
-                acc += mel_basis[m, f] * power[t, f]
-            mel[m, t] = acc
+            for f in range(mel_lo[b], mel_hi[b]):
+                acc += mel_basis[b, f] * pw[f]
+            mel[b, t] = acc
         if total < tiny:
             roll[t] = freqs[0]
             continue
@@ -184,13 +190,13 @@ def spectrum_summary(
         acc2 = 0.0
         for f in range(n_f):
             d = freqs[f] - c
-            acc2 += mag[t, f] * d * d
+            acc2 += m[f] * d * d
         bw[t] = np.sqrt(acc2 / total)
         threshold = roll_percent * total
         cum = 0.0
         roll[t] = freqs[n_f - 1]
         for f in range(n_f):
-            cum += mag[t, f]
+            cum += m[f]
             if cum >= threshold:
                 roll[t] = freqs[f]
                 break
