@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +46,55 @@ def test_offline_tools_live_outside_services() -> None:
     assert not (ROOT / "services" / "classifier" / "training").exists()
     assert not (ROOT / "services" / "common" / "localrun.py").exists()
     assert Path(ROOT / "training" / "train.py").exists() and Path(ROOT / "devtools" / "localrun.py").exists()
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function (dotted names)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _third_party_imports(service: str) -> set[str]:
+    """Top-level names of the packages a service's code imports, following its imports of
+    services.* (so services/common counts only where the service uses it)."""
+    todo = list((ROOT / "services" / service).rglob("*.py"))
+    seen: set[Path] = set()
+    packages: set[str] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top == "services":
+                module = ROOT.joinpath(*name.split("."))
+                todo += [p for p in (module.with_suffix(".py"), module / "__init__.py") if p.is_file()]
+            elif top not in sys.stdlib_module_names and top not in {"musicrec", "__future__"}:
+                packages.add(top)
+    return packages
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_image_installs_what_its_service_imports() -> None:
+    # each image: deploy/python-base (services/common/requirements.in) + the service's own list
+    def listed(path: Path) -> set[str]:
+        return {_canonical(line.split("#")[0].strip()) for line in path.read_text().splitlines()
+                if line.split("#")[0].strip()}
+
+    distributions = importlib.metadata.packages_distributions()
+    common = listed(ROOT / "services" / "common" / "requirements.in")
+    for service in ["featurizer", "classifier", "recommender", "modelserver"]:
+        installed = common | listed(ROOT / "services" / service / "requirements.in")
+        missing = [top for top in sorted(_third_party_imports(service))
+                   if not {_canonical(d) for d in distributions.get(top, [top])} & installed]
+        assert not missing, f"services/{service} imports {missing}, which its image does not install"
