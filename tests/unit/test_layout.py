@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
+SERVICES = ["featurizer", "classifier", "recommender", "modelserver"]  # one image each
+
 
 def modules_after_import(module: str) -> set[str]:
     code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
@@ -34,11 +36,10 @@ def test_hnswlib_is_imported_by_index_py_only() -> None:
 
 
 def test_services_do_not_import_training_devtools_or_each_other() -> None:
-    services = ["featurizer", "classifier", "recommender", "modelserver"]
-    for service in services:
+    for service in SERVICES:
         for path in (ROOT / "services" / service).rglob("*.py"):
             text = path.read_text()
-            others = [s for s in services if s != service and f"services.{s}" in text]
+            others = [s for s in SERVICES if s != service and f"services.{s}" in text]
             assert not others and "from training" not in text and "devtools" not in text, (path, others)
 
 
@@ -88,12 +89,12 @@ def _canonical(name: str) -> str:
 def test_every_image_installs_what_its_service_imports() -> None:
     # each image: deploy/python-base (services/common/requirements.in) + the service's own list
     def listed(path: Path) -> set[str]:
-        return {_canonical(line.split("#")[0].strip()) for line in path.read_text().splitlines()
-                if line.split("#")[0].strip()}
+        names = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+        return {_canonical(name) for name in names if name}
 
     distributions = importlib.metadata.packages_distributions()
     common = listed(ROOT / "services" / "common" / "requirements.in")
-    for service in ["featurizer", "classifier", "recommender", "modelserver"]:
+    for service in SERVICES:
         installed = common | listed(ROOT / "services" / service / "requirements.in")
         missing = [top for top in sorted(_third_party_imports(service))
                    if not {_canonical(d) for d in distributions.get(top, [top])} & installed]
