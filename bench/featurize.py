@@ -2,6 +2,8 @@
 
     make bench            # or: python -m bench.featurize [--clips N]
 
+Two sets: GTZAN clips (30 s, mono, 22.05 kHz WAV) and the real songs of full_songs/ (mp3,
+44.1 kHz stereo, a few minutes: the window is 60-90 s, and decoding it is most of the floor).
 Every path starts from the file's bytes, one thread, each clip timed in every path in turn
 (best of --repeat), so machine noise hits all alike:
 - floor: decode the window, resample to 16 kHz, one STFT (what any featurizer must do);
@@ -11,7 +13,8 @@ Every path starts from the file's bytes, one thread, each clip timed in every pa
   spectrum, MFCC, centroid, roll-off, ZCR, RMS, HPCP chroma, RhythmExtractor2013 tempo), when
   `essentia` is installed (pip install essentia; not a service dependency).
 Prints medians and the ratios to the floor, and the fused vector's largest difference from the
-reference (parity).
+reference (parity); for the stereo songs also the mixdown to mono, numpy's mean along the
+channels against the decoder's column sums (decode.mix_to_mono, the same floats).
 """
 
 from __future__ import annotations
@@ -29,16 +32,23 @@ from pathlib import Path
 
 import numpy as np
 import scipy.signal
+import soundfile as sf
 
 from bench.timing import best_of
-from services.featurizer.decode import decode_span
+from services.featurizer.decode import decode_span, mix_to_mono
 from services.featurizer.features import HOP, N_FFT, featurize, warm_up
 from services.featurizer.pipeline import MAX_AUDIO_SECONDS, MIN_AUDIO_SECONDS, analyse
 from services.featurizer.reference import reference_vector
 from services.featurizer.schema import FEATURE_NAMES
 from services.featurizer.window import SAMPLE_RATE, cut_clip, source_span
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gtzan_mini" / "genres"
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SETS = {  # label: (files, what they are)
+    "clips": (("gtzan_mini/genres", "*/*.wav"), "real 30 s GTZAN clips (WAV, mono, 22.05 kHz)"),
+    "songs": (("full_songs", "*.mp3"), "real songs (mp3, 44.1 kHz stereo, 3-4 min; window 60-90 s)"),
+}
+LABELS = {"floor": "decode window + resample + 1 STFT", "fused": "the service's featurizer",
+          "naive": "librosa reference (9 STFTs)", "Essentia": "Essentia standard algorithms"}
 
 
 def decode_clip(data: bytes, name: str) -> np.ndarray:
@@ -78,19 +88,10 @@ def essentia_features():
     return run
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clips", type=int, default=20, help="clips to time (spread over genres)")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    paths = sorted(DATA.glob("*/*.wav"))
-    if not paths:
-        print(f"SKIP: no real clips under {DATA} (see ../shared/data/README.md)")
-        return 0
-    paths = paths[:: max(1, len(paths) // args.clips)][: args.clips]
-    warm_up()
-    essentia_run = essentia_features()
-    times: dict[str, list[float]] = {"floor": [], "fused": [], "naive": [], "Essentia": []}
+def time_set(paths: list[Path], repeat: int, essentia_run) -> tuple[dict[str, list[float]], np.ndarray]:
+    """Seconds per file of every path, taking turns on each file; the largest relative
+    difference of each feature from the reference."""
+    times: dict[str, list[float]] = {key: [] for key in LABELS}
     worst = np.zeros(len(FEATURE_NAMES))
     for path in paths:
         data, name = path.read_bytes(), path.name
@@ -102,23 +103,61 @@ def main() -> int:
         if essentia_run is not None:
             paths_of["Essentia"] = lambda: essentia_run(decode_clip(data, name))  # noqa: B023
         for key, fn in paths_of.items():
-            times[key].append(best_of(fn, args.repeat))
+            times[key].append(best_of(fn, repeat))
         clip = decode_clip(data, name)
         ours, ref = featurize(clip).vector, reference_vector(clip, SAMPLE_RATE)
         worst = np.maximum(worst, np.abs(ours - ref) / np.maximum(np.abs(ref), 1e-6))
-    print(f"clips: {len(paths)} real 30 s GTZAN clips from their bytes, best of {args.repeat}, one thread")
+    return times, worst
+
+
+def report(times: dict[str, list[float]], worst: np.ndarray) -> None:
     base = statistics.median(times["floor"])
-    labels = {"floor": "decode window + resample + 1 STFT", "fused": "the service's featurizer",
-              "naive": "librosa reference (9 STFTs)", "Essentia": "Essentia standard algorithms"}
-    for key, label in labels.items():
+    for key, label in LABELS.items():
         if not times[key]:
-            print(f"{key:<9} {label:<36}: not measured (pip install essentia)")
+            print(f"  {key:<9} {label:<36}: not measured (pip install essentia)")
             continue
         median = statistics.median(times[key])
-        print(f"{key:<9} {label:<36}: median {median * 1000:8.1f} ms/clip  {median / base:5.1f}x the floor")
-    print(f"naive / fused: {statistics.median(times['naive']) / statistics.median(times['fused']):.1f}x")
+        print(f"  {key:<9} {label:<36}: median {median * 1000:8.1f} ms/file  {median / base:5.1f}x the floor")
+    print(f"  naive / fused: {statistics.median(times['naive']) / statistics.median(times['fused']):.1f}x")
     i = int(np.argmax(worst))
-    print(f"parity: largest relative difference from the reference {worst[i]:.2e} ({FEATURE_NAMES[i]})")
+    print(f"  parity: largest relative difference from the reference {worst[i]:.2e} ({FEATURE_NAMES[i]})")
+
+
+def mixdown(paths: list[Path], repeat: int) -> None:
+    """Stereo windows to mono: numpy's mean along the channels against the column sums."""
+    mean, columns = [], []
+    for path in paths:
+        with sf.SoundFile(path) as f:
+            f.seek(60 * f.samplerate - f.samplerate)
+            frames = f.read(32 * f.samplerate, dtype="float32", always_2d=True)
+        mean.append(best_of(lambda: frames.mean(axis=1), repeat))  # noqa: B023
+        columns.append(best_of(lambda: mix_to_mono(frames), repeat))  # noqa: B023
+    a, b = statistics.median(mean), statistics.median(columns)
+    print(f"  stereo mixdown of a 32 s window: numpy mean {a * 1000:.1f} ms, column sums {b * 1000:.1f} ms "
+          f"({a / b:.0f}x; the same floats)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clips", type=int, default=20, help="GTZAN clips to time (spread over genres)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    found = {label: sorted((DATA / folder).glob(pattern)) for label, ((folder, pattern), _) in SETS.items()}
+    if not any(found.values()):
+        print(f"SKIP: no real clips or songs under {DATA} (see ../shared/data/README.md)")
+        return 0
+    clips = found["clips"]
+    found["clips"] = clips[:: max(1, len(clips) // args.clips)][: args.clips]
+    warm_up()
+    essentia_run = essentia_features()
+    for label, paths in found.items():
+        if not paths:
+            print(f"{label}: SKIP, none under {DATA / SETS[label][0][0]}")
+            continue
+        print(f"{label}: {len(paths)} {SETS[label][1]}, from their bytes, best of {args.repeat}, one thread")
+        report(*time_set(paths, args.repeat, essentia_run))
+        if label == "songs":
+            mixdown(paths, args.repeat)
     return 0
 
 
