@@ -1,7 +1,7 @@
 """Ingestion throughput on real clips: songs/s and CPU per song, today's settings against the
 tuned ones, measured side by side in one run.
 
-    python -m bench.ingest [--clips 171] [--workers 8] [--before-models DIR]
+    python -m bench.ingest [--clips 171] [--workers 8] [--before-models DIR] [--mp3]
 
 Every configuration runs the real services on loopback (model server stand-in, featurizer,
 classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/data:
@@ -24,6 +24,10 @@ warm (the best is kept), then once more into its warm index, where every song is
 (an incremental re-run). CPU per song is read from /proc for each process. Songs/s are also
 scaled to the issue's machine speed (its "before" ran 6.5 songs/s): this run's ratio to
 "before" times 6.5.
+
+--mp3 ingests the same clips made into what a real catalog holds (transcoded once into
+var/bench/mp3/): 92 s songs (each clip looped, so the 60-90 s killing part is cut by seeking),
+44.1 kHz stereo mp3. Decoding that window costs more than a GTZAN clip's whole WAV.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +46,7 @@ from pathlib import Path
 from devtools.demo_catalog import folder_catalog
 from devtools.localrun import ROOT, running
 from services.common import threads
-from services.recommender.catalog import write_catalog
+from services.recommender.catalog import CatalogSong, write_catalog
 
 DATA = ROOT.parent / "shared" / "data"
 # one thread inside each op; the model server keeps an inter-op pool as wide as its workers
@@ -51,6 +56,41 @@ CORES = os.cpu_count() or 2
 ISSUE_BEFORE_SONGS_PER_S = 6.5
 # what the services did before issue 11: every library's pool at full width, oneDNN off
 BEFORE = {**{name: str(CORES) for name in threads.VARIABLES}, "TF_ENABLE_ONEDNN_OPTS": "0", "REUSE_FREED_ARRAYS": "0"}
+
+
+MP3_DIR = ROOT / "var" / "bench" / "mp3"
+MP3_RATE, MP3_SECONDS = 44_100, 92
+
+
+def mp3_song(source: Path, target: Path) -> None:
+    """A 92 s, 44.1 kHz stereo mp3 of a clip: the clip looped, the right channel 1 ms late."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    clip, rate = sf.read(source, dtype="float32", always_2d=True)
+    left = soxr.resample(clip.mean(axis=1), rate, MP3_RATE)
+    left = np.tile(left, -(-MP3_SECONDS * MP3_RATE // len(left)))[: MP3_SECONDS * MP3_RATE]
+    stereo = np.stack([left, 0.9 * np.roll(left, MP3_RATE // 1000)], axis=1)
+    partial = target.with_suffix(".part")
+    sf.write(partial, stereo, MP3_RATE, format="MP3", subtype="MPEG_LAYER_III")
+    partial.replace(target)
+
+
+def as_mp3_songs(clips: list[CatalogSong]) -> list[CatalogSong]:
+    """The clips as mp3 songs under MP3_DIR, transcoding the ones not there yet."""
+    from tqdm import tqdm
+
+    MP3_DIR.mkdir(parents=True, exist_ok=True)
+    songs = [CatalogSong(c.id, c.title, c.artist, c.release_date, c.genre, MP3_DIR / f"{c.audio_path.stem}.mp3")
+             for c in clips]
+    todo = [(c.audio_path, s.audio_path) for c, s in zip(clips, songs, strict=True) if not s.audio_path.exists()]
+    if todo:
+        with ProcessPoolExecutor(CORES) as pool:
+            jobs = [pool.submit(mp3_song, *pair) for pair in todo]
+            for job in tqdm(jobs, desc=f"transcoding clips into {MP3_DIR}", unit="song"):
+                job.result()
+    return songs
 
 
 def cpu_seconds(pid: int) -> float:
@@ -110,11 +150,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="warm runs per configuration (the best is kept)")
     parser.add_argument("--before-models", type=Path, default=ROOT / "models",
                         help="the fold models before issue 11 (a folder with models.config); default: the shipped ones")
+    parser.add_argument("--mp3", action="store_true",
+                        help="the clips as 92 s, 44.1 kHz stereo mp3 songs, as a real catalog holds them")
     args = parser.parse_args()
     clips = (folder_catalog(DATA / "gtzan_mini" / "genres") + folder_catalog(DATA / "gtzan_extra" / "genres"))
     if not clips:
         raise SystemExit(f"no clips under {DATA} (see ../shared/data/README.md)")
     clips = clips[: args.clips]
+    if args.mp3:
+        clips = as_mp3_songs(clips)
     shipped = ROOT / "models"
     configs = [Configuration("before", tuned=False, models=args.before_models),
                Configuration("tuned, before models", tuned=True, models=args.before_models, batching=True),
@@ -127,7 +171,8 @@ def main() -> None:
         for config in configs:  # every configuration's services up front, idle until their turn
             config.start(stack, tmp)
         print(f"fold models: before = {args.before_models}, deployed = {shipped}")
-        print(f"ingesting {len(clips)} real clips, {CORES} cores; CPU in ms per song; "
+        what = "92 s stereo mp3 songs made of real clips" if args.mp3 else "real clips"
+        print(f"ingesting {len(clips)} {what}, {CORES} cores; CPU in ms per song; "
               f"the configurations take turns ({args.rounds} warm rounds, the best kept)")
         n = len(clips)
         for config in configs:
