@@ -57,6 +57,16 @@ def test_inference_tiles_only_the_valid_frames() -> None:
     assert set(seen.tolist()) == set(range(938)) and len(seen) - 938 <= 2
 
 
+def test_the_tile_budget_hears_the_tiles_the_served_folds_hear() -> None:
+    """training/tile_budget.py judges what the served folds would lose: its tiles must be theirs."""
+    from training.tile_budget import tiles
+    from training.tiling import tf, tiled_crops
+
+    clip = np.random.default_rng(3).uniform(-70, 0, (128, 938)).astype(np.float32)
+    served, _ = tiled_crops(tf.constant(clip[None]))
+    np.testing.assert_array_equal(tiles(clip, 4), served.numpy()[0])
+
+
 def test_tile_width_depends_on_the_shape_only() -> None:
     """A clip's tiles (so its answer) do not change with the clips it is batched with."""
     from training.tiling import clip_logits, tf, tile_width
