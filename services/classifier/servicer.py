@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 
 from musicrec.v1 import classifier_pb2, classifier_pb2_grpc
-from services.classifier.tfserving import Prediction, TFServingClient, predict_inputs
+from services.classifier.tfserving import Prediction, TFServingClient
 from services.classifier.voting import Ballot, tally
 from services.common.errors import ServiceError, describe, invalid, unavailable
 
@@ -70,7 +70,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         """The genre labels, asked of the first fold that answers (they travel with predictions)."""
         if self._labels:
             return self._labels
-        probe = predict_inputs(np.random.default_rng(0).uniform(-80.0, 0.0, (N_MELS, PROBE_FRAMES)).astype(np.float32))
+        probe = np.random.default_rng(0).uniform(-80.0, 0.0, (N_MELS, PROBE_FRAMES)).astype(np.float32)
         for model in self._models:
             try:
                 self._labels = (await self._client.predict(model, probe, self._timeout)).labels
@@ -80,11 +80,11 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         raise unavailable(f"no fold model answered at {self._client.address} (is TF Serving up?); retry with backoff")
 
     async def Classify(self, request: classifier_pb2.ClassifyRequest, context: grpc.aio.ServicerContext):
-        inputs = predict_inputs(parse_mel(request.mel))
+        log_mel = parse_mel(request.mel)
         remaining = context.time_remaining()
         timeout = min(self._timeout, remaining) if remaining is not None else self._timeout
         results = await asyncio.gather(
-            *(self._client.predict(m, inputs, timeout) for m in self._models), return_exceptions=True
+            *(self._client.predict(m, log_mel, timeout) for m in self._models), return_exceptions=True
         )
         labels = await self._known_labels()
         folds, ballots, missing = [], [], []

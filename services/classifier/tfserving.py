@@ -1,11 +1,7 @@
 """Client for tensorflow.serving.PredictionService/Predict (tensorflow-serving-api stubs).
 
 The same code talks to the real tensorflow/serving image and to the local stand-in.
-Tensors are built directly as TensorProto (no TensorFlow import on the request path). The
-log-mel is encoded once for all the folds: a protobuf message's encoding is the concatenation
-of its fields' encodings, so each fold's PredictRequest is its model_spec's bytes followed by
-the shared inputs' bytes; the same request on the wire, without four more copies and
-encodings of a 480 KB tensor per song.
+Tensors are built directly as TensorProto (no TensorFlow import on the request path).
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
-    prediction_service_pb2,
+    prediction_service_pb2_grpc,
 )
 
 from services.common import transport
@@ -26,8 +22,6 @@ from services.common import transport
 INPUT_KEY = "log_mel"
 PROBABILITIES = "probabilities"
 LABELS = "labels"
-_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
-PREDICT = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Predict'].name}"  # the stub's method path
 
 
 @dataclass(frozen=True)
@@ -44,13 +38,6 @@ def float_tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, tensor_content=array.tobytes())
 
 
-def predict_inputs(log_mel: np.ndarray) -> bytes:
-    """The encoded `inputs` of a PredictRequest for one log-mel [n_mels, frames] (a batch of one)."""
-    request = predict_pb2.PredictRequest()
-    request.inputs[INPUT_KEY].CopyFrom(float_tensor(log_mel[None]))
-    return request.SerializeToString()
-
-
 def read_floats(tensor: tensor_pb2.TensorProto) -> np.ndarray:
     shape = [d.size for d in tensor.tensor_shape.dim]
     if tensor.tensor_content:
@@ -62,10 +49,7 @@ class TFServingClient:
     def __init__(self, address: str) -> None:
         self.address = address
         self._channel = transport.channel(address)
-        # Predict with the request already encoded (predict_inputs), PredictionService's own method
-        self._predict = self._channel.unary_unary(
-            PREDICT, request_serializer=None, response_deserializer=predict_pb2.PredictResponse.FromString
-        )
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
     async def available_version(self, model: str, timeout: float) -> int | None:
@@ -80,12 +64,12 @@ class TFServingClient:
     async def is_available(self, model: str, timeout: float) -> bool:
         return await self.available_version(model, timeout) is not None
 
-    async def predict(self, model: str, inputs: bytes, timeout: float | None) -> Prediction:
-        """`inputs`: predict_inputs(log_mel), encoded once and sent to every fold."""
-        spec = predict_pb2.PredictRequest()
-        spec.model_spec.name = model
-        spec.model_spec.signature_name = "serving_default"
-        response = await self._predict(spec.SerializeToString() + inputs, timeout=timeout)
+    async def predict(self, model: str, log_mel: np.ndarray, timeout: float | None) -> Prediction:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.model_spec.signature_name = "serving_default"
+        request.inputs[INPUT_KEY].CopyFrom(float_tensor(log_mel[None]))
+        response = await self._stub.Predict(request, timeout=timeout)
         labels = [s.decode() for s in response.outputs[LABELS].string_val]
         probs = read_floats(response.outputs[PROBABILITIES])[0]
         return Prediction(model, response.model_spec.version.value, probs, labels)

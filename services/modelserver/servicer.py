@@ -11,7 +11,6 @@ from typing import Any
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -26,27 +25,6 @@ from services.common.modelconfig import ModelEntry
 from services.modelserver.batching import Batcher, BatchingParameters
 
 log = logging.getLogger("modelserver")
-
-
-def to_array(tensor: tensor_pb2.TensorProto) -> np.ndarray:
-    """A request's tensor as numpy: float32 content read in place (the batcher copies it once,
-    into the batch), anything else through tf.make_ndarray."""
-    if tensor.dtype == types_pb2.DT_FLOAT and tensor.tensor_content:
-        shape = [d.size for d in tensor.tensor_shape.dim]
-        return np.frombuffer(tensor.tensor_content, dtype="<f4").reshape(shape)
-    return tf.make_ndarray(tensor)
-
-
-def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """An output as TensorProto: float32 and strings built directly (tf.make_tensor_proto's
-    Python was a tenth of the stand-in's own CPU per song), anything else through it."""
-    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
-    if array.dtype == np.float32:
-        content = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, tensor_content=content)
-    if array.dtype == object and all(isinstance(v, bytes) for v in array.flat):
-        return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=list(array.flat))
-    return tf.make_tensor_proto(array)
 
 
 @dataclass
@@ -107,14 +85,14 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         response.model_spec.version.value = model.entry.version
         response.model_spec.signature_name = signature
         for key in wanted:
-            response.outputs[key].CopyFrom(to_tensor_proto(outputs[key]))
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
         return response
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
         model = self._model(request.model_spec)
         signature = self._signature(model, request)
         try:
-            inputs = {k: to_array(v) for k, v in request.inputs.items()}
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         except (TypeError, ValueError) as exc:
             raise invalid(f"inputs are not valid tensors: {exc}") from exc
         if self._batcher is not None and all(v.ndim >= 1 and v.shape[0] >= 1 for v in inputs.values()):
