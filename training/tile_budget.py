@@ -89,6 +89,7 @@ def main() -> None:
     folds = [load(f["validation"]) for f in record["folds"]]
     models = trained_models(args.models, record)
     temperatures = [f["temperature"] for f in record["folds"]]
+    clip_frames = holdout.mels.shape[2]  # every clip's mel is padded to the same 30 s
 
     out_of_fold: dict[str, list[dict]] = {}
     for n in TILINGS:
@@ -98,9 +99,10 @@ def main() -> None:
         for seen in range(1, n + 1):
             scores = [balanced_accuracy(labels, np.concatenate([lg[:, list(c)].mean(1).argmax(1) for lg in own]))
                       for c in itertools.combinations(range(n), seen)]
-            rows.append({"tiles": seen, "frames": seen * (-(-938 // n)), "balanced_accuracy": float(np.mean(scores)),
-                         "min": float(np.min(scores)), "max": float(np.max(scores))})
-            print(f"out of fold, {n} tiles of {-(-938 // n)} frames, {seen} heard: balanced accuracy "
+            rows.append({"tiles": seen, "frames": seen * -(-clip_frames // n),
+                         "balanced_accuracy": float(np.mean(scores)), "min": float(np.min(scores)),
+                         "max": float(np.max(scores))})
+            print(f"out of fold, {n} tiles of {-(-clip_frames // n)} frames, {seen} heard: balanced accuracy "
                   f"{rows[-1]['balanced_accuracy']:.3f} (choices {rows[-1]['min']:.3f}-{rows[-1]['max']:.3f})")
         out_of_fold[str(n)] = rows
 
@@ -110,7 +112,7 @@ def main() -> None:
         probs = [calibrated(held[n][k][:, heard(k)].mean(1), temperatures[k]) for k in range(len(models))]
         votes = [tally(genres, [Ballot(str(k), p[c]) for k, p in enumerate(probs)]) for c in range(len(holdout.labels))]
         pred = np.array([genres.index(v.genre) for v in votes])
-        frames = len(heard(0)) * (-(-938 // n))
+        frames = len(heard(0)) * -(-clip_frames // n)
         shared[name] = {"frames_per_fold": frames, "vote_accuracy": float(np.mean(pred == holdout.labels)),
                         "vote_balanced_accuracy": float(balanced_accuracy(holdout.labels, pred))}
         print(f"hold-out vote, {name}: {frames} frames a fold, accuracy {shared[name]['vote_accuracy']:.3f}, "
@@ -123,7 +125,7 @@ def main() -> None:
     for n, rows in out_of_fold.items():
         mean = np.array([r["balanced_accuracy"] for r in rows])
         spread = [mean - [r["min"] for r in rows], [r["max"] for r in rows] - mean]
-        ax.errorbar([r["frames"] / 938 * 30 for r in rows], mean, yerr=spread, marker="o", capsize=3,
+        ax.errorbar([r["frames"] / clip_frames * 30 for r in rows], mean, yerr=spread, marker="o", capsize=3,
                     label=f"{n} tiles a clip")
     ax.set_xlabel("seconds of the 30 s clip a fold hears")
     ax.set_ylabel("out-of-fold balanced accuracy (142 clips)")
