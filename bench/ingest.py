@@ -68,8 +68,10 @@ def mp3_song(source: Path, target: Path) -> None:
     import soundfile as sf
     import soxr
 
+    from services.featurizer.decode import mix_to_mono
+
     clip, rate = sf.read(source, dtype="float32", always_2d=True)
-    left = soxr.resample(clip.mean(axis=1), rate, MP3_RATE)
+    left = soxr.resample(mix_to_mono(clip), rate, MP3_RATE)
     left = np.tile(left, -(-MP3_SECONDS * MP3_RATE // len(left)))[: MP3_SECONDS * MP3_RATE]
     stereo = np.stack([left, 0.9 * np.roll(left, MP3_RATE // 1000)], axis=1)
     partial = target.with_suffix(".part")

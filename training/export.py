@@ -64,6 +64,20 @@ def trained_variables(loaded) -> list:
     return list(getattr(loaded, "fold", loaded).variables)
 
 
+def trained_model(source: Path, arch: str, n_genres: int):
+    """A fresh `arch` network (any number of frames) holding the trained weights of the exported
+    fold at `source` (its `trained` collection: the network before batch norms were folded)."""
+    from training.models import build
+
+    trained = trained_variables(tf.saved_model.load(str(source)))
+    model = build(arch, (N_MELS, None, 1), n_genres)
+    if [tuple(v.shape) for v in model.variables] != [tuple(v.shape) for v in trained]:
+        raise SystemExit(f"{source}: its variables do not match a fresh {arch}")
+    for variable, value in zip(model.variables, trained, strict=True):
+        variable.assign(value.numpy())
+    return model
+
+
 def batch_major(labels: tf.Tensor, log_mel: tf.Tensor) -> tf.Tensor:
     """The labels once per input row: [batch, n_genres]."""
     return tf.tile(labels[None, :], [tf.shape(log_mel)[0], 1])
@@ -115,10 +129,8 @@ def retile(models_dir: Path, cache: Path | None = None) -> list[Path]:
 
     import numpy as np
 
-    from training import data
     from training.calibrate import fit_temperature
-    from training.models import build
-    from training.train import CACHE, resolve
+    from training.train import CACHE, recorded_clips
 
     path = models_dir / "training.json"
     record = json.loads(path.read_text())
@@ -126,15 +138,8 @@ def retile(models_dir: Path, cache: Path | None = None) -> list[Path]:
     targets = []
     for fold in record["folds"]:
         source = newest_version(models_dir / fold["model"])
-        loaded = tf.saved_model.load(str(source))
-        trained = trained_variables(loaded)
-        model = build(record["arch"], (N_MELS, None, 1), len(genres))
-        if [tuple(v.shape) for v in model.variables] != [tuple(v.shape) for v in trained]:
-            raise SystemExit(f"{source}: its variables do not match a fresh {record['arch']}")
-        for variable, value in zip(model.variables, trained, strict=True):
-            variable.assign(value.numpy())
-        clips = [(resolve(p), Path(p).parent.name) for p in fold["validation"]]
-        val = data.load(clips, cache or CACHE, genres)
+        model = trained_model(source, record["arch"], len(genres))
+        val = recorded_clips(fold["validation"], genres, cache or CACHE)
         logits = np.concatenate([clip_logits(model, tf.constant(val.mels[i : i + 16])).numpy()
                                  for i in range(0, len(val.labels), 16)])
         fold["validation_logits"] = logits.round(4).tolist()

@@ -27,14 +27,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from services.classifier.voting import Ballot, tally
-from services.featurizer.features import N_MELS
-from training import data
 from training.calibrate import calibrated
-from training.export import newest_version, trained_variables
-from training.models import build
+from training.export import newest_version, trained_model
 from training.stats import balanced_accuracy
 from training.tiling import scale, tf
-from training.train import CACHE, resolve
+from training.train import recorded_clips
 
 TILINGS = (4, 5, 8)  # tiles per 938-frame clip: 235, 188 and 118 frames each
 # Hold-out schemes: (tiles per clip, the tiles fold k hears)
@@ -63,17 +60,6 @@ def tile_logits(model, mels: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate(out).reshape(len(mels), n, -1)
 
 
-def trained_models(models_dir: Path, record: dict) -> list:
-    models = []
-    for fold in record["folds"]:
-        loaded = tf.saved_model.load(str(newest_version(models_dir / fold["model"])))
-        model = build(record["arch"], (N_MELS, None, 1), len(record["genres"]))
-        for variable, value in zip(model.variables, trained_variables(loaded), strict=True):
-            variable.assign(value.numpy())
-        models.append(model)
-    return models
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("models"))
@@ -82,27 +68,26 @@ def main() -> None:
     record = json.loads((args.models / "training.json").read_text())
     genres = record["genres"]
 
-    def load(paths: list[str]) -> data.Dataset:
-        return data.load([(resolve(p), Path(p).parent.name) for p in paths], CACHE, genres)
-
-    holdout = load(record["holdout"])
-    folds = [load(f["validation"]) for f in record["folds"]]
-    models = trained_models(args.models, record)
+    holdout = recorded_clips(record["holdout"], genres)
+    folds = [recorded_clips(f["validation"], genres) for f in record["folds"]]
+    models = [trained_model(newest_version(args.models / f["model"]), record["arch"], len(genres))
+              for f in record["folds"]]
     temperatures = [f["temperature"] for f in record["folds"]]
     clip_frames = holdout.mels.shape[2]  # every clip's mel is padded to the same 30 s
+    width = {n: -(-clip_frames // n) for n in TILINGS}  # frames of one tile
+    labels = np.concatenate([f.labels for f in folds])  # the folds' clips, in the folds' order
 
     out_of_fold: dict[str, list[dict]] = {}
     for n in TILINGS:
         own = [tile_logits(models[k], folds[k].mels, n) for k in range(len(models))]
-        labels = np.concatenate([f.labels for f in folds])
         rows = []
         for seen in range(1, n + 1):
             scores = [balanced_accuracy(labels, np.concatenate([lg[:, list(c)].mean(1).argmax(1) for lg in own]))
                       for c in itertools.combinations(range(n), seen)]
-            rows.append({"tiles": seen, "frames": seen * -(-clip_frames // n),
+            rows.append({"tiles": seen, "frames": seen * width[n],
                          "balanced_accuracy": float(np.mean(scores)), "min": float(np.min(scores)),
                          "max": float(np.max(scores))})
-            print(f"out of fold, {n} tiles of {-(-clip_frames // n)} frames, {seen} heard: balanced accuracy "
+            print(f"out of fold, {n} tiles of {width[n]} frames, {seen} heard: balanced accuracy "
                   f"{rows[-1]['balanced_accuracy']:.3f} (choices {rows[-1]['min']:.3f}-{rows[-1]['max']:.3f})")
         out_of_fold[str(n)] = rows
 
@@ -112,7 +97,7 @@ def main() -> None:
         probs = [calibrated(held[n][k][:, heard(k)].mean(1), temperatures[k]) for k in range(len(models))]
         votes = [tally(genres, [Ballot(str(k), p[c]) for k, p in enumerate(probs)]) for c in range(len(holdout.labels))]
         pred = np.array([genres.index(v.genre) for v in votes])
-        frames = len(heard(0)) * -(-clip_frames // n)
+        frames = len(heard(0)) * width[n]
         shared[name] = {"frames_per_fold": frames, "vote_accuracy": float(np.mean(pred == holdout.labels)),
                         "vote_balanced_accuracy": float(balanced_accuracy(holdout.labels, pred))}
         print(f"hold-out vote, {name}: {frames} frames a fold, accuracy {shared[name]['vote_accuracy']:.3f}, "

@@ -49,6 +49,12 @@ def resolve(path: str) -> Path:
     return (ROOT.parent / path).resolve()
 
 
+def recorded_clips(paths: list[str], genres: list[str], cache: Path = CACHE) -> data.Dataset:
+    """The clips training.json lists (paths as `portable` wrote them; the genre is the folder),
+    analysed once and cached."""
+    return data.load([(resolve(p), Path(p).parent.name) for p in paths], cache, genres)
+
+
 @dataclass
 class FoldResult:
     model: object  # keras.Model
