@@ -13,7 +13,9 @@ classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/da
   leaves it off on AVX2-only CPUs), freed arrays reused (services/common/memory.py), and the
   model server batches concurrent Predicts with deploy/components/tfserving-batching/batching.config
   (as TF Serving with --enable_batching);
-- deployed (what deploy/base runs): the same settings with the shipped fold models (models/).
+- deployed (what deploy/base runs): the same settings with the shipped fold models (models/);
+- deployed, bfloat16: the same under deploy/components/tfserving-bf16's session config (oneDNN's
+  bfloat16 auto mixed precision, for AMX nodes), run only on a CPU with AMX-BF16 (--bf16 forces it).
 "before models" are the fold models as they were before issue 11 (`--before-models`; the shipped
 ones when not given), e.g. extracted from git:
     mkdir -p var/models-before && git archive 7152d5c models | tar -x --strip-components=1 -C var/models-before
@@ -46,6 +48,7 @@ from pathlib import Path
 from devtools.demo_catalog import folder_catalog
 from devtools.localrun import ROOT, running
 from services.common import threads
+from services.modelserver.session_config import cpu_has_amx_bf16
 from services.recommender.catalog import CatalogSong, write_catalog
 
 DATA = ROOT.parent / "shared" / "data"
@@ -58,6 +61,7 @@ ISSUE_BEFORE_SONGS_PER_S = 6.5
 BEFORE = {**{name: str(CORES) for name in threads.VARIABLES}, "TF_ENABLE_ONEDNN_OPTS": "0", "REUSE_FREED_ARRAYS": "0"}
 
 
+BF16_SESSION_CONFIG = ROOT / "deploy" / "components" / "tfserving-bf16" / "session.config"
 MP3_DIR = ROOT / "var" / "bench" / "mp3"
 MP3_RATE, MP3_SECONDS = 44_100, 92
 
@@ -120,6 +124,7 @@ class Configuration:
     tuned: bool
     models: Path
     batching: bool = False
+    session_config: Path | None = None  # TF Serving's --tensorflow_session_config_file
     procs: dict = field(default_factory=dict)
 
     def start(self, stack: ExitStack, tmp: Path) -> None:
@@ -128,7 +133,8 @@ class Configuration:
         models.update(MODEL_SERVER_WORKERS=str(CORES if self.tuned else 2))
         if self.batching:
             models.update(ENABLE_BATCHING="1")
-        ms = stack.enter_context(running("services.modelserver", models, tmp))
+        server = {**models, "TENSORFLOW_SESSION_CONFIG_FILE": str(self.session_config or "")}
+        ms = stack.enter_context(running("services.modelserver", server, tmp))
         fz = stack.enter_context(running("services.featurizer", {**threads, "FEATURIZER_WORKERS": str(CORES),
                                                                   "MAX_UPLOADS_PER_PEER": "64"}, tmp))
         cl = stack.enter_context(running("services.classifier", {**models, "TF_SERVING_ADDR": ms.address}, tmp))
@@ -154,6 +160,8 @@ def main() -> None:
                         help="the fold models before issue 11 (a folder with models.config); default: the shipped ones")
     parser.add_argument("--mp3", action="store_true",
                         help="the clips as 92 s, 44.1 kHz stereo mp3 songs, as a real catalog holds them")
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                        help="also run the bfloat16 folds (AMX nodes' component); auto: when this CPU has AMX-BF16")
     args = parser.parse_args()
     clips = (folder_catalog(DATA / "gtzan_mini" / "genres") + folder_catalog(DATA / "gtzan_extra" / "genres"))
     if not clips:
@@ -165,6 +173,11 @@ def main() -> None:
     configs = [Configuration("before", tuned=False, models=args.before_models),
                Configuration("tuned, before models", tuned=True, models=args.before_models, batching=True),
                Configuration("deployed", tuned=True, models=shipped, batching=True)]
+    if args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_amx_bf16()):
+        configs.append(Configuration("deployed, bfloat16", tuned=True, models=shipped, batching=True,
+                                     session_config=BF16_SESSION_CONFIG))
+    else:
+        print("deployed, bfloat16: not run (this CPU has no AMX-BF16; --bf16 on runs it anyway)")
     rows: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
         tmp = Path(name)

@@ -4,8 +4,9 @@ Speaks tensorflow.serving.PredictionService and ModelService on PORT (default 85
 Serving's gRPC port), serving the SavedModels listed in MODEL_CONFIG_FILE (the same
 models.config the tensorflow/serving image reads). ENABLE_BATCHING=1 batches concurrent
 Predict calls with BATCHING_PARAMETERS_FILE (the file TF Serving's --batching_parameters_file
-reads; batching.py). Production runs the real image instead; the classifier's client code is
-the same for both.
+reads; batching.py). TENSORFLOW_SESSION_CONFIG_FILE is TF Serving's --tensorflow_session_config_file
+(a text ConfigProto; its graph rewrites, e.g. bfloat16 on AMX: session_config.py). Production runs
+the real image instead; the classifier's client code is the same for both.
 """
 
 import os
@@ -19,9 +20,10 @@ one_thread_per_worker()
 
 from services.common.quiet_tensorflow import import_tensorflow
 
-import_tensorflow()  # first: TF's C++ start-up lines never reach the log
+tf = import_tensorflow()  # first: TF's C++ start-up lines never reach the log
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,11 +43,15 @@ from services.common.modelconfig import DEFAULT_CONFIG, read_config
 from services.common.server import ServiceSpec, run
 from services.modelserver.batching import BatchingParameters
 from services.modelserver.servicer import LoadedModel, ModelServer, load_model
+from services.modelserver.session_config import apply_session_config, cpu_has_amx_bf16
 
 CONFIG = Path(env_str("MODEL_CONFIG_FILE", str(DEFAULT_CONFIG)))
 MODELS_ROOT = env_str("MODELS_ROOT", "")
+SESSION_CONFIG = env_str("TENSORFLOW_SESSION_CONFIG_FILE", "")
+session = apply_session_config(tf, Path(SESSION_CONFIG)) if SESSION_CONFIG else None
 DEFAULT_BATCHING = Path(__file__).resolve().parents[2] / "deploy/components/tfserving-batching/batching.config"
 models: dict[str, LoadedModel] = {}
+log = logging.getLogger("modelserver")
 
 
 def batching() -> BatchingParameters | None:
@@ -70,6 +76,14 @@ async def register(grpc_server: grpc.aio.Server) -> Sequence[str]:
 
 
 async def warmup() -> None:
+    if session is not None:
+        log.info("session config", extra={"path": str(session.path), "graph_rewrites": session.rewrites})
+        if session.ignored:
+            log.warning("session config: the stand-in honours only its graph rewrites",
+                        extra={"ignored": session.ignored})
+        if session.bfloat16 and not cpu_has_amx_bf16():
+            log.warning("session config asks for bfloat16 but this CPU has no AMX-BF16: the folds run slower "
+                        "than in float32 (see deploy/components/tfserving-bf16)")
     entries = read_config(CONFIG, Path(MODELS_ROOT) if MODELS_ROOT else None)
     loop = asyncio.get_running_loop()
     for entry in entries:

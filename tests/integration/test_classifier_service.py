@@ -24,6 +24,7 @@ from musicrec.v1 import audio_pb2, classifier_pb2, classifier_pb2_grpc
 from services.classifier.tfserving import float_tensor
 from services.featurizer.features import featurize
 from services.featurizer.window import cut_clip
+from services.modelserver.session_config import cpu_has_amx_bf16
 from tests import synth
 from tests.conftest import grpcurl_exe, gtzan_clips, needs_gtzan
 from tests.integration.conftest import write_models_config
@@ -80,6 +81,32 @@ def test_model_server_speaks_tf_serving_api(modelserver) -> None:
         with pytest.raises(grpc.RpcError) as err:
             stub.Predict(request, timeout=30)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def predict(address: str, model: str, mel: np.ndarray) -> np.ndarray:
+    with grpc.insecure_channel(address) as channel:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.inputs["log_mel"].CopyFrom(float_tensor(mel))
+        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+    return np.frombuffer(reply.outputs["probabilities"].tensor_content, "<f4").reshape(len(mel), -1)
+
+
+def test_model_server_runs_the_folds_under_tf_servings_session_config(modelserver, tmp_path) -> None:
+    """deploy/components/tfserving-bf16's file (TF Serving's --tensorflow_session_config_file): the
+    same picks within bfloat16's rounding; on an AMX CPU the folds really ran in bfloat16."""
+    config = ROOT / "deploy" / "components" / "tfserving-bf16" / "session.config"
+    mels = np.stack([featurize(cut_clip(song, 22050).samples).log_mel for song in (synth.beats(30), synth.chirp(30))])
+    env = {"MODEL_CONFIG_FILE": str(MODELS / "models.config"), "TENSORFLOW_SESSION_CONFIG_FILE": str(config)}
+    with running("services.modelserver", env, tmp_path) as bf16:
+        for fold in FOLDS[:2]:
+            ours, theirs = predict(bf16.address, fold, mels), predict(modelserver.address, fold, mels)
+            assert np.abs(ours - theirs).max() < 0.05
+            assert (ours.argmax(1) == theirs.argmax(1)).all()
+            if cpu_has_amx_bf16():
+                assert np.abs(ours - theirs).max() > 0  # float32 would give the same floats
+        log = bf16.log()
+    assert '"graph_rewrites": {"auto_mixed_precision_onednn_bfloat16": true}' in log, log[-2000:]
 
 
 def test_list_genres_before_any_classification(modelserver, tmp_path) -> None:

@@ -111,3 +111,23 @@ def test_secure_overlay_locks_every_hop_down() -> None:
     assert "--ssl_config_file=/ssl/ssl.config" in tfs["args"]
     redis = by_kind["Deployment"]["redis"]["spec"]["template"]["spec"]["containers"][0]
     assert "--requirepass" in redis["args"] and not any("password" in str(v) for v in redis["args"][:-2])
+
+
+@needs_kubectl
+def test_amx_overlay_runs_tf_serving_in_bfloat16_on_amx_nodes_only() -> None:
+    docs = build("deploy/overlays/amx")
+    tfserving = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "tfserving")
+    pod = tfserving["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"feature.node.kubernetes.io/cpu-cpuid.AMXBF16": "true"}
+    args = pod["containers"][0]["args"]
+    flag = next(a for a in args if a.startswith("--tensorflow_session_config_file="))
+    mounted = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    path = Path(flag.split("=", 1)[1])
+    assert mounted[str(path.parent)] == "config" and "--enable_batching" in args
+    config_map = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
+    data = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == config_map)["data"]
+    shipped = ROOT / "deploy" / "components" / "tfserving-bf16" / "session.config"
+    assert data[path.name] == shipped.read_text()  # the file the stand-in's tests read
+    assert {"models.config", "batching.config"} <= set(data)
+    base = next(d for d in build("deploy/base") if d["kind"] == "Deployment" and d["metadata"]["name"] == "tfserving")
+    assert "nodeSelector" not in base["spec"]["template"]["spec"]  # float32 anywhere without the overlay
