@@ -8,8 +8,9 @@ classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/da
 - before: the path before issue 11: no batching, BLAS/TF pools as wide as the cores, 2 songs in
   flight, TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0, as quiet_tensorflow.py had it),
   glibc's malloc defaults (REUSE_FREED_ARRAYS=0: every clip's arrays page-faulted in anew);
-- tuned, before models: one BLAS/TF thread per worker, workers = cores in each service, more
-  songs in flight, oneDNN on (services/common/quiet_tensorflow.py turns it on; TensorFlow alone
+- tuned, before models: one BLAS/TF thread per worker, workers = cores in each service, 16
+  songs in flight with their mels classified 8 at a time (ClassifyBatch: one Predict per fold
+  for 8 songs), oneDNN on (services/common/quiet_tensorflow.py turns it on; TensorFlow alone
   leaves it off on AVX2-only CPUs), freed arrays reused (services/common/memory.py), and the
   model server batches concurrent Predicts with deploy/components/tfserving-batching/batching.config
   (as TF Serving with --enable_batching);
@@ -154,7 +155,8 @@ class Configuration:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=171, help="at most this many real clips")
-    parser.add_argument("--workers", type=int, default=4 * CORES, help="songs in flight, tuned configuration")
+    parser.add_argument("--workers", type=int, default=16,
+                        help="songs in flight, tuned configurations (ClassifyBatch batches of up to half of them)")
     parser.add_argument("--rounds", type=int, default=2, help="warm runs per configuration (the best is kept)")
     parser.add_argument("--before-models", type=Path, default=ROOT / "models",
                         help="the fold models before issue 11 (a folder with models.config); default: the shipped ones")

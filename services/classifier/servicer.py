@@ -12,6 +12,7 @@ from musicrec.v1 import classifier_pb2, classifier_pb2_grpc
 from services.classifier.tfserving import Prediction, TFServingClient
 from services.classifier.voting import Ballot, tally
 from services.common.errors import ServiceError, describe, invalid, unavailable
+from services.common.predict_batch import MAX_PREDICT_BATCH
 
 log = logging.getLogger("classifier")
 N_MELS = 128
@@ -73,58 +74,79 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         probe = np.random.default_rng(0).uniform(-80.0, 0.0, (N_MELS, PROBE_FRAMES)).astype(np.float32)
         for model in self._models:
             try:
-                self._labels = (await self._client.predict(model, probe, self._timeout)).labels
+                self._labels = (await self._client.predict(model, probe[None], self._timeout)).labels
                 return self._labels
             except grpc.aio.AioRpcError as exc:
                 log.warning("fold did not answer the label probe", extra={"model": model, "error": describe(exc)})
         raise unavailable(f"no fold model answered at {self._client.address} (is TF Serving up?); retry with backoff")
 
     async def Classify(self, request: classifier_pb2.ClassifyRequest, context: grpc.aio.ServicerContext):
-        log_mel = parse_mel(request.mel)
+        (response,) = await self._classify(parse_mel(request.mel)[None], context)
+        return response
+
+    async def ClassifyBatch(self, request: classifier_pb2.ClassifyBatchRequest, context: grpc.aio.ServicerContext):
+        if not 1 <= len(request.mels) <= MAX_PREDICT_BATCH:
+            raise invalid(f"send 1 to {MAX_PREDICT_BATCH} mels per ClassifyBatch (TF Serving's max_batch_size), "
+                          f"got {len(request.mels)}")
+        mels = [parse_mel(mel) for mel in request.mels]
+        shapes = sorted({m.shape for m in mels})
+        if len(shapes) > 1:
+            raise invalid(f"every mel of a ClassifyBatch must have one shape, got {shapes}: batch equal windows")
+        return classifier_pb2.ClassifyBatchResponse(results=await self._classify(np.stack(mels), context))
+
+    async def _classify(self, log_mels: np.ndarray, context: grpc.aio.ServicerContext) -> list:
+        """One Predict per fold for the whole batch [n, n_mels, frames], then each mel's vote."""
         remaining = context.time_remaining()
         timeout = min(self._timeout, remaining) if remaining is not None else self._timeout
         results = await asyncio.gather(
-            *(self._client.predict(m, log_mel, timeout) for m in self._models), return_exceptions=True
+            *(self._client.predict(m, log_mels, timeout) for m in self._models), return_exceptions=True
         )
         labels = await self._known_labels()
-        folds, ballots, missing = [], [], []
+        answered: list[tuple[str, Prediction]] = []
+        missing: list[tuple[str, str]] = []  # (model, why)
         for model, result in zip(self._models, results, strict=True):
             if isinstance(result, Prediction) and result.labels != labels:
                 result = ValueError(f"labels {result.labels} differ from the other folds' {labels}")
             if isinstance(result, Prediction):
-                ballots.append(Ballot(model, result.probabilities))
-                folds.append(
-                    classifier_pb2.FoldPrediction(
-                        model_name=model,
-                        available=True,
-                        genre=result.labels[int(np.argmax(result.probabilities))],
-                        probabilities=result.probabilities.tolist(),
-                        model_version=result.version,
-                    )
-                )
+                answered.append((model, result))
             else:
-                reason = describe(result)
-                missing.append(f"{model} ({reason})")
-                folds.append(classifier_pb2.FoldPrediction(model_name=model, available=False, error=reason))
+                missing.append((model, describe(result)))
+        unavailable_note = [f"{model} ({why})" for model, why in missing]
         # A spectrogram the models reject is the caller's problem, whatever else is down.
         if any(isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.INVALID_ARGUMENT for r in results):
-            raise invalid(f"the models rejected the spectrogram: {'; '.join(missing)}")
-        if not ballots:
+            raise invalid(f"the models rejected the spectrogram: {'; '.join(unavailable_note)}")
+        if not answered:
             raise unavailable(
-                f"no fold model answered at {self._client.address}: {'; '.join(missing)}. "
+                f"no fold model answered at {self._client.address}: {'; '.join(unavailable_note)}. "
                 "Is TF Serving up? Retry with backoff."
             )
-        result = tally(labels, ballots)
+        if missing:
+            log.warning("degraded vote", extra={"missing": unavailable_note})
+        return [self._vote(labels, answered, missing, row) for row in range(len(log_mels))]
+
+    def _vote(self, labels: list[str], answered: list[tuple[str, Prediction]], missing: list[tuple[str, str]],
+              row: int) -> classifier_pb2.ClassifyResponse:
+        """The response for one mel of the batch (row), folds in models.config order."""
+        folds = {
+            model: classifier_pb2.FoldPrediction(
+                model_name=model, available=True, genre=labels[int(np.argmax(p.probabilities[row]))],
+                probabilities=p.probabilities[row].tolist(), model_version=p.version,
+            )
+            for model, p in answered
+        }
+        folds.update({
+            model: classifier_pb2.FoldPrediction(model_name=model, available=False, error=why) for model, why in missing
+        })
+        result = tally(labels, [Ballot(model, p.probabilities[row]) for model, p in answered])
         note = f"{result.votes}/{result.voters} folds voted {result.genre}"
         if missing:
-            note += f"; unavailable: {', '.join(missing)}"
-            log.warning("degraded vote", extra={"missing": missing})
+            note += f"; unavailable: {', '.join(f'{model} ({why})' for model, why in missing)}"
         return classifier_pb2.ClassifyResponse(
             genre=result.genre,
             votes=result.votes,
             folds_voted=result.voters,
             folds_total=len(self._models),
-            folds=folds,
+            folds=[folds[model] for model in self._models],
             ranking=[
                 classifier_pb2.GenreScore(genre=g, votes=v, probability_sum=s, probability=p)
                 for g, v, s, p in result.ranking

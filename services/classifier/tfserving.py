@@ -28,7 +28,7 @@ LABELS = "labels"
 class Prediction:
     model: str
     version: int
-    probabilities: np.ndarray  # [n_genres]
+    probabilities: np.ndarray  # [n_mels, n_genres]: one row per spectrogram sent
     labels: list[str]
 
 
@@ -64,14 +64,18 @@ class TFServingClient:
     async def is_available(self, model: str, timeout: float) -> bool:
         return await self.available_version(model, timeout) is not None
 
-    async def predict(self, model: str, log_mel: np.ndarray, timeout: float | None) -> Prediction:
+    async def predict(self, model: str, log_mels: np.ndarray, timeout: float | None) -> Prediction:
+        """One Predict for a batch of log-mels [n, n_mels, frames]."""
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
         request.model_spec.signature_name = "serving_default"
-        request.inputs[INPUT_KEY].CopyFrom(float_tensor(log_mel[None]))
+        request.inputs[INPUT_KEY].CopyFrom(float_tensor(log_mels))
         response = await self._stub.Predict(request, timeout=timeout)
-        labels = [s.decode() for s in response.outputs[LABELS].string_val]
-        probs = read_floats(response.outputs[PROBABILITIES])[0]
+        probs = read_floats(response.outputs[PROBABILITIES])
+        # the labels are batch-major too ([n, n_genres]), the same in every row
+        labels = [s.decode() for s in response.outputs[LABELS].string_val[: probs.shape[-1]]]
+        if probs.shape[0] != log_mels.shape[0]:
+            raise ValueError(f"{model} answered {probs.shape[0]} rows for {log_mels.shape[0]} spectrograms")
         return Prediction(model, response.model_spec.version.value, probs, labels)
 
     async def close(self) -> None:

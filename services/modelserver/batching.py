@@ -17,12 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from prometheus_client import Histogram
 
 from services.common.errors import unavailable
 
 Inputs = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 FIELD = re.compile(r"(\w+)\s*\{\s*value:\s*(\d+)\s*\}")
+# as TF Serving's /tensorflow/serving/batching_session/processed_batch_size: how full the batches are
+BATCH_ROWS = Histogram("musicrec_modelserver_batch_rows", "Rows in each batched Predict run", ["model"],
+                       buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64))
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Batcher:
         model, signature, _ = key
         names = batch.requests[0][0].keys()
         merged = {n: np.concatenate([inputs[n] for inputs, _ in batch.requests]) for n in names}
+        BATCH_ROWS.labels(model).observe(batch.rows)
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(self._pool, self._run, model, signature, merged)
         except Exception as exc:  # every caller of the batch gets the error

@@ -88,7 +88,8 @@ async def analyse_shard(args: argparse.Namespace, songs: list[CatalogSong]) -> t
     upstream = Upstream(args.featurizer, args.classifier)
     try:
         setup = await read_setup(upstream, args.timeout)
-        analyser = Analyser(upstream, AnalysisStore(args.index_dir / "analysis-cache", setup), args.timeout)
+        store = AnalysisStore(args.index_dir / "analysis-cache", setup)
+        analyser = Analyser(upstream, store, args.timeout, args.workers)
         mine = shard_songs(songs, args.shard, args.shards)
         label = "featurize + classify" + (f" (shard {args.shard} of {args.shards})" if args.shards > 1 else "")
         hashes, failed = await analyse_songs(analyser, mine, args.workers, label)
@@ -122,7 +123,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--index-dir", type=Path, default=Path(env_str("INDEX_DIR", "var/index")))
     parser.add_argument("--featurizer", default=env_str("FEATURIZER_ADDR", "127.0.0.1:50051"))
     parser.add_argument("--classifier", default=env_str("CLASSIFIER_ADDR", "127.0.0.1:50052"))
-    parser.add_argument("--workers", type=int, default=2, help="songs analysed concurrently")
+    parser.add_argument("--workers", type=int, default=16,
+                        help="songs in flight; their mels are classified in batches of up to half of them (at most 8)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per song and call")
     parser.add_argument("--strict", action="store_true", help="fail when any song cannot be analysed")
     parser.add_argument("--only", choices=["analyse", "publish"], help="one step (a shard, or the merge)")

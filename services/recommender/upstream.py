@@ -97,6 +97,15 @@ class Upstream:
         except grpc.aio.AioRpcError as exc:
             raise _translate("classifier", self.classifier_addr, exc) from None
 
+    async def classify_batch(self, mels: list, timeout: float) -> list[classifier_pb2.ClassifyResponse]:
+        """Several songs' mels in one call (ingestion): one Predict per fold for all of them."""
+        try:
+            request = classifier_pb2.ClassifyBatchRequest(mels=mels)
+            reply = await self._classifier.ClassifyBatch(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate("classifier", self.classifier_addr, exc) from None
+        return list(reply.results)
+
     async def close(self) -> None:
         await self._fz_channel.close()
         await self._cl_channel.close()

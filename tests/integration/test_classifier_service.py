@@ -143,6 +143,31 @@ def test_classify_real_songs_mostly_right(classifier) -> None:
     assert right >= len(clips) // 2, f"{right}/{len(clips)} right"
 
 
+def test_classify_batch_answers_each_mel_as_classify_does(classifier) -> None:
+    mels = [mel_of(song, 22050) for song in (synth.beats(30), synth.chirp(30), synth.noise(30))]
+    with grpc.insecure_channel(classifier.address) as channel:
+        stub = classifier_pb2_grpc.ClassifierServiceStub(channel)
+        batch = stub.ClassifyBatch(classifier_pb2.ClassifyBatchRequest(mels=mels), timeout=60).results
+        alone = [stub.Classify(classifier_pb2.ClassifyRequest(mel=mel), timeout=60) for mel in mels]
+        assert len(batch) == 3
+        for ours, theirs in zip(batch, alone, strict=True):
+            assert ours.genre == theirs.genre and ours.votes == theirs.votes and ours.labels == theirs.labels
+            for a, b in zip(ours.folds, theirs.folds, strict=True):
+                assert a.model_name == b.model_name and a.genre == b.genre
+                np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-4)
+        assert batch[0].folds[0].probabilities != batch[1].folds[0].probabilities  # each mel its own row
+        for wrong, why in (([], "1 to 8"), (mels * 3, "1 to 8")):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.ClassifyBatch(classifier_pb2.ClassifyBatchRequest(mels=wrong), timeout=60)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and why in err.value.details()
+        short = mel_of(synth.beats(10), 22050)
+        short.shape[:] = [128, 10]
+        short.data = short.data[: 4 * 128 * 10]
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ClassifyBatch(classifier_pb2.ClassifyBatchRequest(mels=[mels[0], short]), timeout=60)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "one shape" in err.value.details()
+
+
 def test_bad_mel_is_invalid_argument(classifier) -> None:
     for mel in (
         audio_pb2.MelSpectrogram(shape=[64, 10], data=b"\0" * 4 * 640),
