@@ -108,7 +108,7 @@ async def with_backoff(call):
 class BatchedClassifier:
     """The songs in flight classified together (ClassifyBatch): each fold gets one Predict per
     batch instead of one per song, which TF Serving runs as one batch. A batch goes when
-    `max_batch` mels wait, or `linger` seconds after its first one. Songs finish featurizing one
+    `max_batch` mels wait, or after waiting `linger` seconds for more. Songs finish featurizing one
     at a time, so without waiting the batches stayed at one song (measured: 165 Predicts for 172
     songs per fold); keep more songs in flight than `max_batch` (ingestion: twice) so the
     featurizer stays busy while a batch fills. One batch at a time: its five Predicts already
@@ -125,7 +125,6 @@ class BatchedClassifier:
         self._waiting: list[tuple[object, asyncio.Future]] = []
         self._full = asyncio.Event()
         self._drainer: asyncio.Future | None = None
-        self.batches = 0  # ClassifyBatch calls made
 
     async def classify(self, mel):
         future = asyncio.get_running_loop().create_future()
@@ -156,7 +155,6 @@ class BatchedClassifier:
                     future.set_result(result)
 
     async def _classify(self, mels: list) -> list:
-        self.batches += 1
         try:
             return await with_backoff(lambda: self.upstream.classify_batch(mels, self.timeout))
         except ServiceError as exc:
