@@ -102,51 +102,50 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
             *(self._client.predict(m, log_mels, timeout) for m in self._models), return_exceptions=True
         )
         labels = await self._known_labels()
-        answered: list[tuple[str, Prediction]] = []
-        missing: list[tuple[str, str]] = []  # (model, why)
+        answered: dict[str, Prediction] = {}
+        missing: dict[str, str] = {}  # model -> why it did not answer
         for model, result in zip(self._models, results, strict=True):
             if isinstance(result, Prediction) and result.labels != labels:
                 result = ValueError(f"labels {result.labels} differ from the other folds' {labels}")
             if isinstance(result, Prediction):
-                answered.append((model, result))
+                answered[model] = result
             else:
-                missing.append((model, describe(result)))
-        unavailable_note = [f"{model} ({why})" for model, why in missing]
+                missing[model] = describe(result)
+        unanswered = [f"{model} ({why})" for model, why in missing.items()]
         # A spectrogram the models reject is the caller's problem, whatever else is down.
         if any(isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.INVALID_ARGUMENT for r in results):
-            raise invalid(f"the models rejected the spectrogram: {'; '.join(unavailable_note)}")
+            raise invalid(f"the models rejected the spectrogram: {'; '.join(unanswered)}")
         if not answered:
             raise unavailable(
-                f"no fold model answered at {self._client.address}: {'; '.join(unavailable_note)}. "
+                f"no fold model answered at {self._client.address}: {'; '.join(unanswered)}. "
                 "Is TF Serving up? Retry with backoff."
             )
         if missing:
-            log.warning("degraded vote", extra={"missing": unavailable_note})
-        return [self._vote(labels, answered, missing, row) for row in range(len(log_mels))]
+            log.warning("degraded vote", extra={"missing": unanswered})
+        return [self._vote(labels, answered, missing, unanswered, row) for row in range(len(log_mels))]
 
-    def _vote(self, labels: list[str], answered: list[tuple[str, Prediction]], missing: list[tuple[str, str]],
-              row: int) -> classifier_pb2.ClassifyResponse:
+    def _vote(self, labels: list[str], answered: dict[str, Prediction], missing: dict[str, str],
+              unanswered: list[str], row: int) -> classifier_pb2.ClassifyResponse:
         """The response for one mel of the batch (row), folds in models.config order."""
-        folds = {
-            model: classifier_pb2.FoldPrediction(
-                model_name=model, available=True, genre=labels[int(np.argmax(p.probabilities[row]))],
-                probabilities=p.probabilities[row].tolist(), model_version=p.version,
+        folds = [
+            classifier_pb2.FoldPrediction(
+                model_name=model, available=True, genre=labels[int(np.argmax(answered[model].probabilities[row]))],
+                probabilities=answered[model].probabilities[row].tolist(), model_version=answered[model].version,
             )
-            for model, p in answered
-        }
-        folds.update({
-            model: classifier_pb2.FoldPrediction(model_name=model, available=False, error=why) for model, why in missing
-        })
-        result = tally(labels, [Ballot(model, p.probabilities[row]) for model, p in answered])
+            if model in answered
+            else classifier_pb2.FoldPrediction(model_name=model, available=False, error=missing[model])
+            for model in self._models
+        ]
+        result = tally(labels, [Ballot(model, p.probabilities[row]) for model, p in answered.items()])
         note = f"{result.votes}/{result.voters} folds voted {result.genre}"
         if missing:
-            note += f"; unavailable: {', '.join(f'{model} ({why})' for model, why in missing)}"
+            note += f"; unavailable: {', '.join(unanswered)}"
         return classifier_pb2.ClassifyResponse(
             genre=result.genre,
             votes=result.votes,
             folds_voted=result.voters,
             folds_total=len(self._models),
-            folds=[folds[model] for model in self._models],
+            folds=folds,
             ranking=[
                 classifier_pb2.GenreScore(genre=g, votes=v, probability_sum=s, probability=p)
                 for g, v, s, p in result.ranking

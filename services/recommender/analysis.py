@@ -151,7 +151,11 @@ class BatchedClassifier:
                         future.set_exception(exc)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):  # this song's own refusal, from a split batch
+                    future.set_exception(result)
+                else:
                     future.set_result(result)
 
     async def _classify(self, mels: list) -> list:
@@ -185,10 +189,7 @@ class Analyser:
         if known is not None:
             return sha, known
         features = await with_backoff(lambda: self.upstream.featurize(data, path.name, self.timeout))
-        classified = await self.classifier.classify(features.mel)
-        if isinstance(classified, BaseException):  # this song's own refusal, from a split batch
-            raise classified
-        vote = from_classification(classified)
+        vote = from_classification(await self.classifier.classify(features.mel))
         tags = await asyncio.to_thread(read_tags, path)
         result = Analysed(
             list(features.features.values), vote.ranking[0], vote.share, vote.ranking, vote.probabilities,

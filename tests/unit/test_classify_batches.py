@@ -64,9 +64,16 @@ def test_a_batch_that_does_not_fill_goes_after_the_linger() -> None:
 def test_a_refused_batch_is_split_so_only_the_song_at_fault_fails() -> None:
     upstream = FakeUpstream()
     classifier = BatchedClassifier(upstream, timeout=5, max_batch=3, linger=10)
-    results = run(classifier, ["a", "bad", "c"])
-    assert results[0] == "vote:a" and results[2] == "vote:c"
-    assert isinstance(results[1], ServiceError) and results[1].code == grpc.StatusCode.INVALID_ARGUMENT
+
+    async def main() -> list[asyncio.Task]:
+        tasks = [asyncio.ensure_future(classifier.classify(m)) for m in ("a", "bad", "c")]
+        await asyncio.wait(tasks)
+        return tasks
+
+    a, bad, c = asyncio.run(main())
+    assert a.result() == "vote:a" and c.result() == "vote:c"
+    error = bad.exception()  # raised to the song's caller, not handed back as its vote
+    assert isinstance(error, ServiceError) and error.code == grpc.StatusCode.INVALID_ARGUMENT
     assert upstream.singles == ["a", "bad", "c"]
 
 
