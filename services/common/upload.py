@@ -27,6 +27,8 @@ from services.common.errors import ServiceError, exhausted, invalid
 from services.common.transport import MiB
 
 CHUNK_BYTES = 1024 * 1024
+CONCURRENT_UPLOADS = 16  # MAX_CONCURRENT_UPLOADS's default
+UPLOADS_PER_PEER = 4  # MAX_UPLOADS_PER_PEER's default; clients that upload many files keep within it
 
 
 def split_chunks(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -61,7 +63,8 @@ class UploadSlots:
 
     @classmethod
     def from_env(cls) -> UploadSlots:
-        return cls(env_int("MAX_CONCURRENT_UPLOADS", 16), env_int("MAX_UPLOADS_PER_PEER", 4))
+        total = env_int("MAX_CONCURRENT_UPLOADS", CONCURRENT_UPLOADS)
+        return cls(total, env_int("MAX_UPLOADS_PER_PEER", UPLOADS_PER_PEER))
 
     @staticmethod
     def peer_host(peer: str) -> str:

@@ -23,6 +23,7 @@ import grpc
 
 from services.common.errors import ServiceError
 from services.common.predict_batch import MAX_PREDICT_BATCH
+from services.common.upload import UPLOADS_PER_PEER
 from services.recommender.routing import from_classification
 from services.recommender.tags import read_tags
 from services.recommender.upstream import Upstream
@@ -172,13 +173,21 @@ class Analyser:
     """One file at a time through the upstream client; the store answers what it already knows.
     A busy or restarting service (RESOURCE_EXHAUSTED, UNAVAILABLE: many shards share it) is
     retried with exponential backoff and jitter before the song counts as failed. The mels of
-    the songs in flight are classified in batches of up to half of them (BatchedClassifier)."""
+    the songs in flight are classified in batches of up to half of them (BatchedClassifier).
 
-    def __init__(self, upstream: Upstream, store: AnalysisStore, timeout: float, in_flight: int) -> None:
+    At most `uploads` files are sent to the featurizer at once: it refuses more than
+    MAX_UPLOADS_PER_PEER from one address, and songs beyond that would only spin in backoff
+    until one ran out of retries (seen on a slow machine: 16 in flight against 4)."""
+
+    def __init__(
+        self, upstream: Upstream, store: AnalysisStore, timeout: float, in_flight: int,
+        uploads: int = UPLOADS_PER_PEER,
+    ) -> None:
         self.upstream = upstream
         self.store = store
         self.timeout = timeout
         self.classifier = BatchedClassifier(upstream, timeout, max(1, min(MAX_PREDICT_BATCH, in_flight // 2)))
+        self.uploads = asyncio.Semaphore(max(1, uploads))
         self.analysed = 0  # files that went through the services (not the store)
 
     async def analyse(self, path: Path) -> tuple[str, Analysed]:
@@ -188,7 +197,8 @@ class Analyser:
         known = self.store.get(sha)
         if known is not None:
             return sha, known
-        features = await with_backoff(lambda: self.upstream.featurize(data, path.name, self.timeout))
+        async with self.uploads:
+            features = await with_backoff(lambda: self.upstream.featurize(data, path.name, self.timeout))
         vote = from_classification(await self.classifier.classify(features.mel))
         tags = await asyncio.to_thread(read_tags, path)
         result = Analysed(

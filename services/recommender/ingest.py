@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from services.common.config import env_str
 from services.common.errors import ServiceError, describe
+from services.common.upload import UPLOADS_PER_PEER
 from services.recommender.analysis import Analysed, Analyser, AnalysisStore, Setup, read_setup
 from services.recommender.build import build_generation
 from services.recommender.catalog import COLUMNS, CatalogError, CatalogSong, check_date, read_catalog
@@ -89,7 +90,7 @@ async def analyse_shard(args: argparse.Namespace, songs: list[CatalogSong]) -> t
     try:
         setup = await read_setup(upstream, args.timeout)
         store = AnalysisStore(args.index_dir / "analysis-cache", setup)
-        analyser = Analyser(upstream, store, args.timeout, args.workers)
+        analyser = Analyser(upstream, store, args.timeout, args.workers, args.uploads)
         mine = shard_songs(songs, args.shard, args.shards)
         label = "featurize + classify" + (f" (shard {args.shard} of {args.shards})" if args.shards > 1 else "")
         hashes, failed = await analyse_songs(analyser, mine, args.workers, label)
@@ -125,6 +126,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--classifier", default=env_str("CLASSIFIER_ADDR", "127.0.0.1:50052"))
     parser.add_argument("--workers", type=int, default=16,
                         help="songs in flight; their mels are classified in batches of up to half of them (at most 8)")
+    parser.add_argument("--uploads", type=int, default=UPLOADS_PER_PEER,
+                        help="files sent to the featurizer at once; at most its MAX_UPLOADS_PER_PEER")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per song and call")
     parser.add_argument("--strict", action="store_true", help="fail when any song cannot be analysed")
     parser.add_argument("--only", choices=["analyse", "publish"], help="one step (a shard, or the merge)")

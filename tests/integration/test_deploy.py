@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.common.upload import CONCURRENT_UPLOADS, UPLOADS_PER_PEER
 from tests.conftest import ROOT
 
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed (kubectl kustomize)")
@@ -42,6 +43,18 @@ def test_each_service_has_deployment_service_probes_limits_and_runs_as_non_root(
     assert tfs["spec"]["template"]["spec"]["containers"][0]["image"].startswith("tensorflow/serving")
     config = next(d for d in docs if d["kind"] == "ConfigMap")
     assert config["data"]["models.config"] == (ROOT / "models" / "models.config").read_text()
+
+
+@needs_kubectl
+def test_services_called_inside_the_cluster_are_headless_and_tf_serving_ages_connections() -> None:
+    # a ClusterIP balances connections; gRPC clients keep one, so each would load one replica
+    docs = build("deploy/base")
+    services = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Service"}
+    for name in ("featurizer", "classifier", "tfserving"):
+        assert services[name].get("clusterIP") == "None", name
+    tfs = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "tfserving")
+    args = " ".join(tfs["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert "--grpc_channel_arguments=grpc.max_connection_age_ms=" in args
 
 
 @needs_kubectl
@@ -131,3 +144,18 @@ def test_amx_overlay_runs_tf_serving_in_bfloat16_on_amx_nodes_only() -> None:
     assert {"models.config", "batching.config"} <= set(data)
     base = next(d for d in build("deploy/base") if d["kind"] == "Deployment" and d["metadata"]["name"] == "tfserving")
     assert "nodeSelector" not in base["spec"]["template"]["spec"]  # float32 anywhere without the overlay
+
+
+def env_of(docs: list[dict], deployment: str) -> dict[str, str]:
+    d = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == deployment)
+    return {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+
+
+@needs_kubectl
+def test_the_featurizer_takes_from_one_recommender_every_upload_the_recommender_accepts() -> None:
+    # the recommender forwards its callers' uploads from one address: a lower per-peer limit
+    # would refuse users the recommender let in, with a message about an address not theirs
+    docs = build("deploy/base")
+    featurizer, recommender = env_of(docs, "featurizer"), env_of(docs, "recommender")
+    per_peer = int(featurizer.get("MAX_UPLOADS_PER_PEER", UPLOADS_PER_PEER))
+    assert per_peer >= int(recommender.get("MAX_CONCURRENT_UPLOADS", CONCURRENT_UPLOADS))

@@ -10,6 +10,7 @@ import pytest
 
 from services.common.errors import ServiceError, invalid
 from services.common.predict_batch import MAX_PREDICT_BATCH
+from services.common.upload import UPLOADS_PER_PEER
 from services.modelserver.batching import BatchingParameters
 from services.recommender.analysis import Analyser, BatchedClassifier
 from tests.conftest import ROOT
@@ -87,3 +88,44 @@ def test_batches_fit_tf_servings_max_batch_size() -> None:
 def test_batches_are_half_the_songs_in_flight_at_most_the_predict_limit(in_flight: int, batch: int) -> None:
     analyser = Analyser(FakeUpstream(), store=None, timeout=5, in_flight=in_flight)  # type: ignore[arg-type]
     assert analyser.classifier.max_batch == batch
+
+
+class CountingFeaturizer:
+    """featurize() that, like the featurizer, refuses more than `per_peer` uploads at once; it
+    then stops the analysis (INVALID_ARGUMENT), since only the uploads are under test."""
+
+    def __init__(self, per_peer: int) -> None:
+        self.per_peer = per_peer
+        self.active = self.peak = self.refused = self.calls = 0
+
+    async def featurize(self, data: bytes, filename: str, timeout: float) -> None:
+        self.calls += 1
+        if self.active >= self.per_peer:
+            self.refused += 1
+            raise invalid("too many uploads from your address")
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        await asyncio.sleep(0.01)
+        self.active -= 1
+        raise invalid("analysis stops after the upload in this test")
+
+
+class EmptyStore:
+    def get(self, sha: str) -> None:
+        return None
+
+
+def test_songs_in_flight_send_no_more_uploads_at_once_than_the_featurizer_takes_from_one_address(tmp_path) -> None:
+    featurizer = CountingFeaturizer(per_peer=UPLOADS_PER_PEER)
+    analyser = Analyser(featurizer, EmptyStore(), timeout=5, in_flight=16)  # type: ignore[arg-type]
+    files = []
+    for i in range(16):
+        files.append(tmp_path / f"{i}.wav")
+        files[-1].write_bytes(bytes([i]))
+
+    async def main() -> None:
+        await asyncio.gather(*(analyser.analyse(f) for f in files), return_exceptions=True)
+
+    asyncio.run(main())
+    assert featurizer.calls == 16 and featurizer.refused == 0
+    assert featurizer.peak == UPLOADS_PER_PEER
