@@ -23,7 +23,7 @@ from services.common.config import env_bool, env_float, env_int, env_str
 from services.common.interceptor import Drain, ServiceInterceptor
 from services.common.jsonlog import setup_logging
 from services.common.memory import reuse_freed_arrays
-from services.common.transport import MiB, bind, message_limit_bytes, message_options
+from services.common.transport import MiB, bind, connection_age_options, message_limit_bytes, message_options
 
 LINGER_SECONDS = 0.2  # refusing, before the port closes: calls already on the wire get UNAVAILABLE
 
@@ -57,6 +57,7 @@ async def serve(spec: ServiceSpec) -> None:
         interceptors=[ServiceInterceptor(spec.name, drain, Gate.from_env(spec.name))],
         options=[
             *message_options(),
+            *connection_age_options(),
             ("grpc.so_reuseport", 0),
             ("grpc.max_concurrent_streams", env_int("MAX_CONCURRENT_STREAMS", 64)),
             *spec.extra_options,

@@ -10,6 +10,13 @@ so turning on TLS (or mTLS) is configuration, not code:
     TLS_SERVER_NAME               clients: expected server name, when it differs from the address
 
 Without TLS_CERT_FILE a server listens in plaintext, and says so in its log.
+
+Spreading calls over replicas: a Kubernetes ClusterIP Service balances connections, and a gRPC
+client keeps one connection for every call, so each client would load one replica only. The
+internal Services are headless (one DNS record per pod), clients balance calls over every
+address the name resolves to (round_robin), and servers close each connection after
+MAX_CONNECTION_AGE_SECONDS (GOAWAY; calls running get MAX_CONNECTION_AGE_GRACE_SECONDS), so
+clients resolve the name again and reach replicas added since.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import logging
 
 import grpc
 
-from services.common.config import env_bool, env_file, env_int, env_str, read_secret
+from services.common.config import env_bool, env_file, env_float, env_int, env_str, read_secret
 
 MiB = 1024 * 1024
 log = logging.getLogger("transport")
@@ -32,6 +39,14 @@ def message_options() -> list[tuple[str, int]]:
     """The message size limit, the same for servers and the clients that call them."""
     limit = message_limit_bytes()
     return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+def connection_age_options() -> list[tuple[str, int]]:
+    """Servers: how long a client connection lives before the client must reconnect (and resolve
+    the name again). The grace outlasts the longest call, an upload (UPLOAD_DEADLINE_SECONDS)."""
+    age = env_float("MAX_CONNECTION_AGE_SECONDS", 300.0)
+    grace = env_float("MAX_CONNECTION_AGE_GRACE_SECONDS", 150.0)
+    return [("grpc.max_connection_age_ms", int(age * 1000)), ("grpc.max_connection_age_grace_ms", int(grace * 1000))]
 
 
 def tls_enabled() -> bool:
@@ -63,7 +78,7 @@ def bind(server: grpc.Server | grpc.aio.Server, address: str) -> int:
 
 
 def _client_setup() -> tuple[grpc.ChannelCredentials | None, list[tuple[str, object]]]:
-    options: list[tuple[str, object]] = list(message_options())
+    options: list[tuple[str, object]] = [*message_options(), ("grpc.lb_policy_name", "round_robin")]
     ca = env_file("TLS_CA_FILE")
     if ca is None and not tls_enabled():
         return None, options
