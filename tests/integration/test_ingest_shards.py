@@ -40,7 +40,8 @@ def finish(proc: subprocess.Popen) -> str:
 def sharded(catalog: Path, index_dir: Path, featurizer: Proc, classifier: Proc) -> tuple[int, str, list[int]]:
     """The 4 shards at once (each told its index the way the Job tells it), then the merge;
     (songs the services analysed, the merge's output, songs per shard)."""
-    procs = [ingest(catalog, index_dir, featurizer, classifier, "--only", "analyse",
+    # one upload each: here the shards share one address, and the featurizer takes 4 from it
+    procs = [ingest(catalog, index_dir, featurizer, classifier, "--only", "analyse", "--uploads", "1",
                     env={"JOB_COMPLETION_INDEX": str(k), "JOB_COMPLETIONS": str(SHARDS)}) for k in range(SHARDS)]
     reports = [line for p in procs for line in finish(p).splitlines() if line.startswith("shard ")]
     fresh = sum(int(line.split("(")[1].split(" analysed")[0]) for line in reports)
