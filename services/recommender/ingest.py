@@ -138,13 +138,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.shard, args.shards = 0, 1
     if args.shards < 1 or not 0 <= args.shard < args.shards:
         parser.error(f"--shard {args.shard} must be in 0..{args.shards - 1} (--shards {args.shards})")
+    for flag in ("workers", "uploads"):
+        if getattr(args, flag) < 1:  # a semaphore of 0 would wait forever
+            parser.error(f"--{flag} must be at least 1 (got {getattr(args, flag)})")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    songs = read_catalog(args.catalog)
+    try:
+        songs = read_catalog(args.catalog)
+    except (OSError, UnicodeDecodeError, CatalogError) as exc:
+        print(f"cannot read the catalog: {exc}", file=sys.stderr)
+        return 2
     folder = shard_folder(args.index_dir, args.catalog)
     if args.only != "publish":
         try:

@@ -104,9 +104,24 @@ def test_publish_refuses_while_a_shard_has_not_reported(featurizer: Proc, classi
     assert load_current(tmp_path / "index") is None
 
 
-@pytest.mark.parametrize("bad", [["--shard", "4", "--shards", "4"], ["--shards", "0"]])
-def test_bad_shard_numbers_are_refused(bad: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("bad", "named"), [
+    (["--shard", "4", "--shards", "4"], "--shard"), (["--shards", "0"], "--shard"),
+    (["--workers", "0"], "--workers must be at least 1"), (["--uploads", "0"], "--uploads must be at least 1"),
+])
+def test_bad_numbers_are_refused(bad: list[str], named: str, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(tmp_path / "c.csv"),
                "--only", "analyse", *bad]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "--shard" in done.stderr
+    assert done.returncode == 2 and named in done.stderr
+
+
+@pytest.mark.parametrize("content", [None, "title,artist\nx,y\n"])
+def test_a_missing_or_malformed_catalog_is_named_not_a_traceback(content: str | None, tmp_path: Path) -> None:
+    catalog = tmp_path / "c.csv"
+    if content is not None:
+        catalog.write_text(content)
+    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(catalog), "--index-dir",
+               str(tmp_path / "index")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot read the catalog" in done.stderr and str(catalog) in done.stderr
+    assert "Traceback" not in done.stderr
