@@ -186,6 +186,7 @@ class Analyser:
         self.upstream = upstream
         self.store = store
         self.timeout = timeout
+        self.in_flight = in_flight  # songs analysed at once (ingest.analyse_songs)
         self.classifier = BatchedClassifier(upstream, timeout, max(1, min(MAX_PREDICT_BATCH, in_flight // 2)))
         self.uploads = asyncio.Semaphore(max(1, uploads))
         self.analysed = 0  # files that went through the services (not the store)

@@ -39,12 +39,13 @@ from services.recommender.upstream import Upstream
 
 
 async def analyse_songs(
-    analyser: Analyser, songs: list[CatalogSong], workers: int, label: str
+    analyser: Analyser, songs: list[CatalogSong], label: str
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """({song id: content hash} of the analysed songs, {song id: why} of the rest)."""
+    """({song id: content hash} of the analysed songs, {song id: why} of the rest), with the
+    analyser's songs in flight at once (its batches are sized by them)."""
     hashes: dict[str, str] = {}
     failed: dict[str, str] = {}
-    slots = asyncio.Semaphore(workers)
+    slots = asyncio.Semaphore(analyser.in_flight)
 
     async def one(song: CatalogSong) -> None:
         async with slots:
@@ -93,7 +94,7 @@ async def analyse_shard(args: argparse.Namespace, songs: list[CatalogSong]) -> t
         analyser = Analyser(upstream, store, args.timeout, args.workers, args.uploads)
         mine = shard_songs(songs, args.shard, args.shards)
         label = "featurize + classify" + (f" (shard {args.shard} of {args.shards})" if args.shards > 1 else "")
-        hashes, failed = await analyse_songs(analyser, mine, args.workers, label)
+        hashes, failed = await analyse_songs(analyser, mine, label)
         return ShardReport(args.shard, args.shards, hashes, failed, setup), analyser.analysed
     finally:
         await upstream.close()
