@@ -13,7 +13,8 @@ Every path starts from the file's bytes, one thread, each clip timed in every pa
   spectrum, MFCC, centroid, roll-off, ZCR, RMS, HPCP chroma, RhythmExtractor2013 tempo), when
   `essentia` is installed (pip install essentia; not a service dependency).
 Prints medians and the ratios to the floor, and the fused vector's largest difference from the
-reference (parity); for the stereo songs also the mixdown to mono, numpy's mean along the
+reference (parity); for the clips also where featurize() spends its time (its STFT, the spectrum
+summary, HPSS); for the stereo songs also the mixdown to mono, numpy's mean along the
 channels against the decoder's column sums (decode.mix_to_mono, the same floats).
 """
 
@@ -28,6 +29,7 @@ reuse_freed_arrays()  # and keep freed arrays for the next clip (services/common
 import argparse
 import statistics
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +37,19 @@ import scipy.signal
 import soundfile as sf
 
 from bench.timing import best_of
+from services.featurizer import kernels
 from services.featurizer.decode import decode_span, mix_to_mono
-from services.featurizer.features import HOP, N_FFT, featurize, warm_up
+from services.featurizer.features import (
+    HOP,
+    N_FFT,
+    ROLL_PERCENT,
+    _fft_freqs,
+    _harmonic,
+    _mel_filters,
+    _stft,
+    featurize,
+    warm_up,
+)
 from services.featurizer.pipeline import MAX_AUDIO_SECONDS, MIN_AUDIO_SECONDS, analyse
 from services.featurizer.reference import reference_vector
 from services.featurizer.schema import FEATURE_NAMES
@@ -137,6 +150,26 @@ def mixdown(paths: list[Path], repeat: int) -> None:
           f"({a / b:.0f}x; the same floats)")
 
 
+def stages(paths: list[Path], repeat: int) -> None:
+    """Where featurize() spends its time on the clips: its shared STFT, the spectrum summary
+    (magnitude, power, mel, spectral shape) and HPSS's harmonic part, timed on their own."""
+    times: dict[str, list[float]] = {"featurize()": [], "STFT": [], "spectrum summary": [], "HPSS": []}
+    for path in paths:
+        y = decode_clip(path.read_bytes(), path.name)
+        stft = _stft(y)
+        summarise = partial(kernels.spectrum_summary, stft, *_mel_filters(SAMPLE_RATE), _fft_freqs(SAMPLE_RATE),
+                            ROLL_PERCENT)
+        mag = summarise()[0]
+        times["featurize()"].append(best_of(partial(featurize, y), repeat))
+        times["STFT"].append(best_of(partial(_stft, y), repeat))
+        times["spectrum summary"].append(best_of(summarise, repeat))
+        times["HPSS"].append(best_of(partial(_harmonic, stft, mag, len(y)), repeat))
+    whole = statistics.median(times["featurize()"])
+    parts = ", ".join(f"{k} {statistics.median(v) * 1000:.1f} ms" for k, v in times.items() if k != "featurize()")
+    print(f"  stages: featurize() {whole * 1000:.1f} ms from the 16 kHz clip; {parts}; "
+          f"HPSS is {statistics.median(times['HPSS']) / whole:.0%} of it")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clips", type=int, default=20, help="GTZAN clips to time (spread over genres)")
@@ -156,6 +189,8 @@ def main() -> int:
             continue
         print(f"{label}: {len(paths)} {SETS[label][1]}, from their bytes, best of {args.repeat}, one thread")
         report(*time_set(paths, args.repeat, essentia_run))
+        if label == "clips":
+            stages(paths, args.repeat)
         if label == "songs":
             mixdown(paths, args.repeat)
     return 0

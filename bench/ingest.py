@@ -31,6 +31,9 @@ scaled to the issue's machine speed (its "before" ran 6.5 songs/s): this run's r
 --mp3 ingests the same clips made into what a real catalog holds (transcoded once into
 var/bench/mp3/): 92 s songs (each clip looped, so the 60-90 s killing part is cut by seeking),
 44.1 kHz stereo mp3. Decoding that window costs more than a GTZAN clip's whole WAV.
+
+--uploads-against N adds "deployed, N uploads": the deployment with the featurizer taking N
+uploads from one address and ingestion sending N at once (`--uploads`), against the default 4.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from pathlib import Path
 from devtools.demo_catalog import folder_catalog
 from devtools.localrun import ROOT, running
 from services.common import threads
+from services.common.upload import UPLOADS_PER_PEER
 from services.modelserver.session_config import cpu_has_amx_bf16
 from services.recommender.catalog import CatalogSong, write_catalog
 
@@ -105,11 +109,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def ingest(catalog: Path, index_dir: Path, addresses: dict[str, str], workers: int) -> tuple[float, float, str]:
+def ingest(
+    catalog: Path, index_dir: Path, addresses: dict[str, str], workers: int, uploads: int
+) -> tuple[float, float, str]:
     """(wall seconds, client CPU seconds, last line of output)."""
     command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(catalog), "--index-dir",
                str(index_dir), "--featurizer", addresses["featurizer"], "--classifier", addresses["classifier"],
-               "--workers", str(workers), "--strict"]  # a song refused fails the bench, never skews it
+               "--workers", str(workers), "--uploads", str(uploads),
+               "--strict"]  # a song refused fails the bench, never skews it
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     wall = time.perf_counter() - started
@@ -126,6 +133,7 @@ class Configuration:
     models: Path
     batching: bool = False
     session_config: Path | None = None  # TF Serving's --tensorflow_session_config_file
+    uploads: int = UPLOADS_PER_PEER  # the featurizer's MAX_UPLOADS_PER_PEER and ingestion's --uploads
     procs: dict = field(default_factory=dict)
 
     def start(self, stack: ExitStack, tmp: Path) -> None:
@@ -136,7 +144,8 @@ class Configuration:
             models.update(ENABLE_BATCHING="1")
         server = {**models, "TENSORFLOW_SESSION_CONFIG_FILE": str(self.session_config or "")}
         ms = stack.enter_context(running("services.modelserver", server, tmp))
-        fz = stack.enter_context(running("services.featurizer", {**threads, "FEATURIZER_WORKERS": str(CORES)}, tmp))
+        featurizer = {**threads, "FEATURIZER_WORKERS": str(CORES), "MAX_UPLOADS_PER_PEER": str(self.uploads)}
+        fz = stack.enter_context(running("services.featurizer", featurizer, tmp))
         cl = stack.enter_context(running("services.classifier", {**models, "TF_SERVING_ADDR": ms.address}, tmp))
         self.procs = {"model server": ms, "featurizer": fz, "classifier": cl}
 
@@ -145,7 +154,7 @@ class Configuration:
         before = {k: cpu_seconds(p.process.pid) for k, p in self.procs.items()}
         client_before = os.times().children_user + os.times().children_system
         addresses = {"featurizer": self.procs["featurizer"].address, "classifier": self.procs["classifier"].address}
-        wall, client_after, _ = ingest(catalog, index_dir, addresses, workers if self.tuned else 2)
+        wall, client_after, _ = ingest(catalog, index_dir, addresses, workers if self.tuned else 2, self.uploads)
         cpu = {k: (cpu_seconds(p.process.pid) - before[k]) * 1e3 / songs for k, p in self.procs.items()}
         cpu["ingest client"] = (client_after - client_before) * 1e3 / songs
         return songs / wall, cpu
@@ -163,6 +172,8 @@ def main() -> None:
                         help="the clips as 92 s, 44.1 kHz stereo mp3 songs, as a real catalog holds them")
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
                         help="also run the bfloat16 folds (AMX nodes' component); auto: when this CPU has AMX-BF16")
+    parser.add_argument("--uploads-against", type=int, default=0, metavar="N",
+                        help="also run the deployment with N uploads at a time (against the default 4)")
     args = parser.parse_args()
     clips = (folder_catalog(DATA / "gtzan_mini" / "genres") + folder_catalog(DATA / "gtzan_extra" / "genres"))
     if not clips:
@@ -179,6 +190,9 @@ def main() -> None:
                                      session_config=BF16_SESSION_CONFIG))
     else:
         print("deployed, bfloat16: not run (this CPU has no AMX-BF16; --bf16 on runs it anyway)")
+    if args.uploads_against:
+        configs.append(Configuration(f"deployed, {args.uploads_against} uploads", tuned=True, models=shipped,
+                                     batching=True, uploads=args.uploads_against))
     rows: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
         tmp = Path(name)
@@ -210,6 +224,10 @@ def main() -> None:
     for config in configs[1:]:
         print(f"{config.name} vs before: cold {rows[(config.name, 'cold')][0] / rows[('before', 'cold')][0]:.2f}x, "
               f"warm {rows[(config.name, 'warm')][0] / rows[('before', 'warm')][0]:.2f}x songs/s")
+    if args.uploads_against:
+        name = f"deployed, {args.uploads_against} uploads"
+        print(f"deployed ({UPLOADS_PER_PEER} uploads) vs {name}: "
+              f"warm {rows[('deployed', 'warm')][0] / rows[(name, 'warm')][0]:.2f}x songs/s")
     speed = ISSUE_BEFORE_SONGS_PER_S / rows[("before", "warm")][0]  # this VM's speed drifts
     for config in configs[1:]:
         print(f"{config.name} at the issue's machine speed (before = {ISSUE_BEFORE_SONGS_PER_S} songs/s): "
