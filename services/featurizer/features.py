@@ -16,6 +16,7 @@ import numpy as np
 import scipy.fft
 
 from services.featurizer import kernels
+from services.featurizer.median import running_median
 from services.featurizer.schema import assemble
 from services.featurizer.window import CLIP_SAMPLES, SAMPLE_RATE
 
@@ -25,7 +26,7 @@ N_MELS = 128
 HPSS_KERNEL = 31
 ROLL_PERCENT = 0.85
 TEMPO_AC_SECONDS = 8.0
-BLOCK_FRAMES = 2 * kernels.LANES  # frames transformed at once: a block's arrays stay in L2
+BLOCK_FRAMES = 128  # frames transformed at once: a block's arrays stay in L2
 
 
 @dataclass(frozen=True)
@@ -87,15 +88,19 @@ def _stft(y: np.ndarray) -> np.ndarray:
 def _harmonic(stft: np.ndarray, mag: np.ndarray, length: int) -> np.ndarray:
     """librosa.effects.hpss(y)[0]: the inverse STFT (hann, centred) of the harmonic part.
 
-    Block by block of frames: the percussive median and the soft mask (kernels), the inverse
-    FFT, the overlap-add; no full masked spectrum or frame array is ever held."""
-    harm = kernels.running_median(mag, HPSS_KERNEL)  # along time
+    The medians along time and along frequency (median.py), then block by block of frames
+    the soft mask, the inverse FFT and the overlap-add: no full masked spectrum or frame
+    array is ever held."""
+    harm = running_median(mag, HPSS_KERNEL)  # along time
+    perc = np.empty_like(mag)
+    running_median(mag.T, HPSS_KERNEL, out=perc.T)  # along frequency
+    spectrum = stft.view(np.float32)  # [frames, 2 * bins]: real, imaginary
     n_frames = len(stft)
     y = np.zeros(N_FFT + HOP * (n_frames - 1), dtype=np.float32)
     window = _synthesis_window()
     for t0 in range(0, n_frames, BLOCK_FRAMES):
         t1 = min(t0 + BLOCK_FRAMES, n_frames)
-        masked = kernels.harmonic_spectrum(stft, mag, harm, HPSS_KERNEL, t0, t1)
+        masked = kernels.harmonic_spectrum(spectrum, harm, perc, t0, t1).view(np.complex64)
         kernels.overlap_add_into(y, scipy.fft.irfft(masked, n=N_FFT, axis=-1), window, t0, HOP)
     y *= _inverse_window_sum(n_frames)
     start = N_FFT // 2

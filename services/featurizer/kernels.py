@@ -2,11 +2,8 @@
 
 Spectra here are frame-major, [n_frames, n_bins], so one frame is contiguous.
 
-- `running_median`: scipy.ndimage.median_filter(mode="reflect") along axis 0, exactly. Each
-  column keeps its window sorted; one update is a branch-free pass SIMD-vectorised across a
-  tile of 64 columns that stays in cache (scipy's filter costs ~1 s a clip for HPSS).
-- `harmonic_spectrum`: the percussive median along frequency, tile by tile of frames, and
-  librosa's harmonic soft mask (power 2) applied to the STFT as each tile is done.
+- `harmonic_spectrum`: librosa's harmonic soft mask (power 2) applied to the STFT, block by
+  block of frames (HPSS's medians are median.py's).
 - `spectrum_summary`: |X|, |X|^2, the mel spectrogram (sparse filters), centroid, bandwidth
   and rolloff in one pass over the STFT.
 - `piptrack_candidates`: the peaks librosa.piptrack finds, as estimate_tuning uses them.
@@ -19,125 +16,31 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-LANES = 64  # columns slid at once: a tile of 31 x 64 sorted values stays in L1, and the
-# lane loop is long enough for LLVM to vectorise it (8 or 16 lanes were not: 5x slower)
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def harmonic_spectrum(stft: np.ndarray, harm: np.ndarray, perc: np.ndarray, t0: int, t1: int) -> np.ndarray:
+    """Frames [t0, t1) of stft * librosa.util.softmask(harm, perc, power=2), bit for bit.
 
-@numba.njit(cache=True, nogil=True)
-def _reflect_index(n: int, size: int) -> np.ndarray:
-    """Row of each window position, scipy "reflect" (d c b a | a b c d | d c b a), repeated
-    for inputs shorter than the window."""
-    half = size // 2
-    idx = np.empty(n + 2 * half, dtype=np.int64)
-    for i in range(n + 2 * half):
-        j = i - half
-        while j < 0 or j >= n:
-            if j < 0:
-                j = -j - 1
-            if j >= n:
-                j = 2 * n - j - 1
-        idx[i] = j
-    return idx
-
-
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _slide_median(tile: np.ndarray, idx: np.ndarray, size: int, out: np.ndarray) -> None:
-    """Median of every window along axis 0 of `tile` [n, LANES], into `out` [n, LANES].
-
-    Each lane keeps its window sorted. One step removes the oldest value and inserts the new
-    one in a single branch-free pass over the sorted positions, the same for every lane:
-    without the old value r[p] = s[p] if s[p] < old else s[p+1] (its first occurrence goes),
-    with the new one s'[p] = min(r[p], max(new, r[p-1])). Exact, ties included.
-    """
-    half = size // 2
-    n = tile.shape[0]
-    srt = np.empty((size, LANES), dtype=tile.dtype)
-    column = np.empty(size, dtype=tile.dtype)
-    for lane in range(LANES):
-        for j in range(size):
-            column[j] = tile[idx[j], lane]
-        column.sort()
-        for j in range(size):
-            srt[j, lane] = column[j]
-    for lane in range(LANES):
-        out[0, lane] = srt[half, lane]
-    old = np.empty(LANES, dtype=tile.dtype)
-    new = np.empty(LANES, dtype=tile.dtype)
-    previous = np.empty(LANES, dtype=tile.dtype)
-    for i in range(1, n):
-        a = idx[i - 1]
-        b = idx[i - 1 + size]
-        for lane in range(LANES):
-            old[lane] = tile[a, lane]
-            new[lane] = tile[b, lane]
-            previous[lane] = -np.inf
-        for p in range(size - 1):
-            for lane in range(LANES):
-                s = srt[p, lane]
-                r = srt[p + 1, lane] if s >= old[lane] else s
-                srt[p, lane] = min(r, max(new[lane], previous[lane]))
-                previous[lane] = r
-        for lane in range(LANES):
-            srt[size - 1, lane] = max(new[lane], previous[lane])
-            out[i, lane] = srt[half, lane]
-
-
-@numba.njit(cache=True, nogil=True)
-def running_median(x: np.ndarray, size: int) -> np.ndarray:
-    """scipy.ndimage.median_filter(x, size=(size, 1), mode="reflect") for float32 x [n, m],
-    exactly, for odd `size`: columns are slid LANES at a time through a contiguous tile."""
-    n, m = x.shape
-    idx = _reflect_index(n, size)
-    out = np.empty_like(x)
-    tile = np.zeros((n, LANES), dtype=x.dtype)
-    medians = np.empty((n, LANES), dtype=x.dtype)
-    for c0 in range(0, m, LANES):
-        width = min(LANES, m - c0)
-        for i in range(n):
-            for lane in range(width):
-                tile[i, lane] = x[i, c0 + lane]
-        _slide_median(tile, idx, size, medians)
-        for i in range(n):
-            for lane in range(width):
-                out[i, c0 + lane] = medians[i, lane]
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def harmonic_spectrum(
-    stft: np.ndarray, mag: np.ndarray, harm: np.ndarray, size: int, t0: int, t1: int
-) -> np.ndarray:
-    """Frames [t0, t1) of stft * librosa.util.softmask(harm, perc, power=2), perc = `mag`'s
-    median along frequency (scipy "reflect", `size` bins); inputs [frames, bins], the result
-    [t1 - t0, bins].
-
-    The percussive median is slid tile by tile of frames (frames as lanes, transposed into a
-    tile that stays in cache) and used at once: it is never stored.
-    """
-    n_f = mag.shape[1]
-    idx = _reflect_index(n_f, size)
-    out = np.empty((t1 - t0, n_f), dtype=stft.dtype)
-    tile = np.zeros((n_f, LANES), dtype=mag.dtype)
-    perc = np.empty((n_f, LANES), dtype=mag.dtype)
+    stft is the complex64 STFT seen as float32 [frames, 2 * bins] (real, imaginary), harm
+    and perc [frames, bins]; the result is float32 [t1 - t0, 2 * bins], to be seen as
+    complex64 again. Branch-free, as librosa computes it (Z < tiny counts as 1, its mask
+    as 0), so the loop vectorises."""
+    n_f = harm.shape[1]
+    out = np.empty((t1 - t0, 2 * n_f), dtype=np.float32)
     tiny = np.finfo(np.float32).tiny
-    for first in range(t0, t1, LANES):
-        width = min(LANES, t1 - first)
-        for lane in range(width):
-            for f in range(n_f):
-                tile[f, lane] = mag[first + lane, f]
-        _slide_median(tile, idx, size, perc)
-        for lane in range(width):
-            t = first + lane
-            for f in range(n_f):
-                h = harm[t, f]
-                p = perc[f, lane]
-                z = max(h, p)
-                if z < tiny:
-                    out[t - t0, f] = 0.0
-                else:
-                    hz = (h / z) * (h / z)
-                    pz = (p / z) * (p / z)
-                    out[t - t0, f] = stft[t, f] * (hz / (hz + pz))
+    for t in range(t0, t1):
+        h_row, p_row, s_row, o_row = harm[t], perc[t], stft[t], out[t - t0]
+        for f in range(n_f):
+            h = h_row[f]
+            p = p_row[f]
+            z = max(h, p)
+            good = z >= tiny
+            z = z if good else np.float32(1.0)
+            hz = (h / z) * (h / z)
+            pz = (p / z) * (p / z)
+            mask = hz / (hz + pz) if good else np.float32(0.0)
+            o_row[2 * f] = s_row[2 * f] * mask
+            o_row[2 * f + 1] = s_row[2 * f + 1] * mask
     return out
 
 

@@ -9,7 +9,7 @@ import scipy.ndimage
 import soundfile as sf
 from numpy.lib.stride_tricks import sliding_window_view
 
-from services.featurizer import kernels
+from services.featurizer import kernels, median
 from services.featurizer.features import featurize
 from services.featurizer.reference import reference_log_mel, reference_vector
 from services.featurizer.schema import FEATURE_NAMES, N_FEATURES
@@ -81,10 +81,18 @@ def tied_spectrum(shape: tuple[int, int]) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("shape", [(1025, 938), (40, 7), (3, 50)])
+@pytest.mark.parametrize("shape", [(1025, 938), (40, 7), (3, 50), (1, 1), (16, 64), (17, 65)])
 def test_running_median_equals_reflected_median(shape: tuple[int, int]) -> None:
     x = tied_spectrum(shape)
-    np.testing.assert_array_equal(kernels.running_median(x, 31), reflected_running_median(x, 31))
+    np.testing.assert_array_equal(median.running_median(x, 31), reflected_running_median(x, 31))
+
+
+def test_running_median_reads_and_writes_strided_arrays() -> None:
+    # HPSS's median along frequency reads the frames-major spectrum transposed
+    x = tied_spectrum((300, 200))
+    out = np.full((300, 200), np.nan, dtype=np.float32)
+    median.running_median(x.T, 31, out=out.T)
+    np.testing.assert_array_equal(out.T, reflected_running_median(x.T, 31))
 
 
 def test_running_median_equals_scipy_as_librosa_calls_it() -> None:
@@ -92,20 +100,46 @@ def test_running_median_equals_scipy_as_librosa_calls_it() -> None:
     # (NaNs at random), so scipy itself is only compared where librosa's HPSS uses it.
     x = tied_spectrum((1025, 938))
     theirs = scipy.ndimage.median_filter(x, size=(31, 1), mode="reflect")
-    np.testing.assert_array_equal(kernels.running_median(x, 31), theirs)
+    np.testing.assert_array_equal(median.running_median(x, 31), theirs)
 
 
-def test_harmonic_spectrum_is_librosas_soft_mask_with_the_median_along_frequency() -> None:
-    # frames x bins with ties, silence and a frame count that is not a multiple of the tile
+@pytest.mark.parametrize("size", [1, 3, 5, 7, 9, 15, 31])
+@pytest.mark.parametrize("block", [1, 2, 4, 8, 16, 32])
+def test_median_network_gives_every_windows_median(size: int, block: int) -> None:
+    """Interpreted in numpy over small integers (many ties) and wide ones, for every block."""
+    program = median.median_program(size, block)
+    rng = np.random.default_rng(size * 100 + block)
+    for high in (3, 1000):
+        x = rng.integers(0, high, (program.n_inputs, 200)).astype(np.float32)
+        values = {i: x[i] for i in range(program.n_inputs)}
+        for op, lo, hi, a, b in program.ops.tolist():
+            if op != median.MAX:
+                values[lo] = np.minimum(values[a], values[b])
+            if op != median.MIN:
+                values[hi] = np.maximum(values[a], values[b])
+        got = np.stack([values[v] for v in program.outputs.tolist()])
+        want = np.median(sliding_window_view(x, size, axis=0), axis=-1)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_median_network_shares_work_across_the_block() -> None:
+    one = median.median_program(31, 1)
+    shared = median.median_program(31, median.BLOCK)
+    per_median = sum(2 if op == median.BOTH else 1 for op in shared.ops[:, 0]) / shared.block
+    assert per_median < 0.2 * sum(2 if op == median.BOTH else 1 for op in one.ops[:, 0])
+
+
+def test_harmonic_spectrum_is_librosas_soft_mask() -> None:
+    # frames x bins with ties, silence and a frame count that is not a multiple of the block
     mag = tied_spectrum((133, 257))
     phase = np.exp(1j * np.random.default_rng(2).uniform(0, 2 * np.pi, mag.shape))
     stft = (mag * phase).astype(np.complex64)
-    harm = kernels.running_median(mag, 31)
-    perc = reflected_running_median(mag.T, 31).T
+    harm = median.running_median(mag, 31)
+    perc = median.running_median(mag.T, 31).T.copy()
     expected = stft * librosa.util.softmask(harm, perc, power=2)
-    got = np.concatenate([kernels.harmonic_spectrum(stft, mag, harm, 31, t0, min(t0 + 50, 133))
+    got = np.concatenate([kernels.harmonic_spectrum(stft.view(np.float32), harm, perc, t0, min(t0 + 50, 133))
                           for t0 in range(0, 133, 50)])  # in blocks, as the featurizer asks
-    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
+    np.testing.assert_array_equal(got.view(np.complex64), expected)
 
 
 def test_spectrum_summary_equals_the_dense_products() -> None:
@@ -194,3 +228,15 @@ def test_tempo_equals_librosa_on_every_real_clip() -> None:
         y, sr = sf.read(path, dtype="float32")
         onset = onset_of(cut_clip(y, sr).samples)
         assert _tempo(onset, SAMPLE_RATE) == librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE)[0], path.name
+
+
+def test_median_kernel_compiles_where_nothing_can_be_written(tmp_path, monkeypatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setattr(median, "_generated_dir", lambda: blocker / "generated")
+    kernel = median.block_kernel.__wrapped__(3, 2)
+    x = tied_spectrum((9, 70))
+    out = np.empty_like(x)
+    kernel(x, median.reflect_index(9, 3, 10 + 2), out)
+    np.testing.assert_array_equal(out, reflected_running_median(x, 3))
+    assert not (blocker / "generated").exists()

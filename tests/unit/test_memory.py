@@ -35,8 +35,12 @@ def faults_per_request(setting: str) -> float:
 
 
 def test_featurizer_requests_do_not_fault_their_arrays_in_again() -> None:
-    # glibc's default maps and unmaps every big array per request: thousands of faults, ~22 ms
-    # of CPU per clip. With the thresholds set, a warm worker reuses its heap.
+    # glibc's default maps and unmaps every big array per request: about a thousand faults
+    # (913 measured), milliseconds of CPU per clip. With the thresholds set, a warm worker
+    # reuses its heap.
+    # numba compiles from a cold cache first: its frees raise glibc's dynamic mmap threshold,
+    # and the default then faults a few pages only (5 measured), so the cache is warmed first.
+    faults_per_request("on")
     default, tuned = faults_per_request("off"), faults_per_request("on")
-    assert default > 1000
+    assert default > 500
     assert tuned < default / 10
