@@ -57,9 +57,13 @@ def spectrum_summary(
     """One pass over the STFT frames [frames, bins]: |X|, |X|^2, the mel power spectrogram
     [n_mels, frames] (band m's filter is non-zero only on bins [mel_lo[m], mel_hi[m]): about
     two weights a bin instead of a dense 128 x 1025 product), and per-frame spectral centroid,
-    bandwidth (p=2, normalised) and rolloff from |X|, as librosa computes them."""
+    bandwidth (p=2, normalised) and rolloff from |X|, as librosa computes them.
+
+    Indices are unsigned so the loops vectorise (numba wraps signed ones: the mel bands ran
+    3x slower); the rolloff adds blocks of 16 bins until the threshold is near, then bins."""
     n_t, n_f = stft.shape
     n_mels = mel_basis.shape[0]
+    values = stft.view(np.float32)  # [frames, 2 * bins]: real, imaginary
     mag = np.empty((n_t, n_f), dtype=np.float32)
     power = np.empty((n_t, n_f), dtype=np.float32)
     mel = np.empty((n_mels, n_t), dtype=np.float32)
@@ -67,23 +71,25 @@ def spectrum_summary(
     bw = np.zeros(n_t)
     roll = np.zeros(n_t)
     tiny = np.finfo(np.float32).tiny
+    bins = np.uint64(n_f)
     for t in range(n_t):
-        frame, m, pw = stft[t], mag[t], power[t]
-        for f in range(n_f):  # vectorised: no sum in this loop
-            re = frame[f].real
-            im = frame[f].imag
+        frame, m, pw = values[t], mag[t], power[t]
+        for f in range(bins):  # vectorised: no sum in this loop
+            re = frame[2 * f]
+            im = frame[2 * f + 1]
             pw[f] = re * re + im * im
             m[f] = np.sqrt(pw[f])
         total = 0.0
         weighted = 0.0
-        for f in range(n_f):
+        for f in range(bins):
             s = np.float64(m[f])
             total += s
             weighted += freqs[f] * s
         for b in range(n_mels):
             acc = np.float32(0.0)
-            for f in range(mel_lo[b], mel_hi[b]):
-                acc += mel_basis[b, f] * pw[f]
+            band = mel_basis[b]
+            for f in range(np.uint64(mel_lo[b]), np.uint64(mel_hi[b])):
+                acc += band[f] * pw[f]
             mel[b, t] = acc
         if total < tiny:
             roll[t] = freqs[0]
@@ -91,14 +97,24 @@ def spectrum_summary(
         c = weighted / total
         cent[t] = c
         acc2 = 0.0
-        for f in range(n_f):
+        for f in range(bins):
             d = freqs[f] - c
             acc2 += m[f] * d * d
         bw[t] = np.sqrt(acc2 / total)
         threshold = roll_percent * total
         cum = 0.0
+        first = np.uint64(0)
+        while first < bins:
+            last = min(first + np.uint64(16), bins)
+            block = 0.0
+            for f in range(first, last):
+                block += m[f]
+            if cum + block >= threshold:
+                break
+            cum += block
+            first = last
         roll[t] = freqs[n_f - 1]
-        for f in range(n_f):
+        for f in range(first, bins):
             cum += m[f]
             if cum >= threshold:
                 roll[t] = freqs[f]
@@ -116,39 +132,43 @@ def piptrack_candidates(
     pitches = np.empty(n_f * n_t)
     mags = np.empty(n_f * n_t)
     count = 0
+    lo, hi = n_f - 1, 1  # the bins [lo, hi) inside [fmin, fmax), as tested bin by bin below
+    for f in range(1, n_f - 1):
+        if fmin <= f * bin_hz < fmax:
+            lo, hi = min(lo, f), f + 1
     for t in range(n_t):
-        ref = 0.0
-        for f in range(n_f):
-            ref = max(ref, S[t, f])
+        row = S[t]
+        ref = np.float32(0.0)
+        for f in range(np.uint64(n_f)):
+            ref = max(ref, row[f])
         ref *= threshold
-        for f in range(1, n_f - 1):
-            freq = f * bin_hz
-            if freq < fmin or freq >= fmax:
-                continue
-            z = S[t, f] if S[t, f] > ref else 0.0
-            zl = S[t, f - 1] if S[t, f - 1] > ref else 0.0
-            zr = S[t, f + 1] if S[t, f + 1] > ref else 0.0
+        for f in range(lo, hi):
+            z = row[f] if row[f] > ref else 0.0
+            zl = row[f - 1] if row[f - 1] > ref else 0.0
+            zr = row[f + 1] if row[f + 1] > ref else 0.0
             if not (z > zl and z >= zr):
                 continue
-            a = S[t, f + 1] + S[t, f - 1] - 2 * S[t, f]
-            b = (S[t, f + 1] - S[t, f - 1]) / 2
+            a = row[f + 1] + row[f - 1] - 2 * row[f]
+            b = (row[f + 1] - row[f - 1]) / 2
             shift = 0.0 if abs(b) >= abs(a) else -b / a
             pitch = (f + shift) * bin_hz
             if pitch > 0:
                 pitches[count] = pitch
-                mags[count] = S[t, f] + 0.5 * b * shift
+                mags[count] = row[f] + 0.5 * b * shift
                 count += 1
     return pitches[:count], mags[:count]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def overlap_add_into(out: np.ndarray, frames: np.ndarray, window: np.ndarray, first: int, hop: int) -> None:
-    """Add the windowed frames [k, n_fft], the first being frame number `first`, into `out`."""
+    """Add the windowed frames [k, n_fft], the first being frame number `first`, into `out`
+    (unsigned indices, so the loop vectorises)."""
     k, n_fft = frames.shape
     for t in range(k):
-        base = (first + t) * hop
-        for i in range(n_fft):
-            out[base + i] += frames[t, i] * window[i]
+        base = np.uint64((first + t) * hop)
+        frame = frames[t]
+        for i in range(np.uint64(n_fft)):
+            out[base + i] += frame[i] * window[i]
 
 
 @numba.njit(cache=True, nogil=True)
