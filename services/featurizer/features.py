@@ -124,17 +124,16 @@ def _tempo(onset: np.ndarray, sr: int) -> float:
 
     The tempogram normalises each frame's autocorrelation by its largest magnitude, which is
     always the lag-0 value (the frame's energy); the mean over frames is then linear in the
-    power spectra, so they are averaged first and transformed back once.
+    power spectra, so they are averaged first (kernels.mean_normalised_power: one sliding DFT,
+    zero-padded to 2 win points, enough for every lag below win) and transformed back once.
     """
     win, window, bpms, logprior = _tempo_tables(sr)
-    padded = np.pad(onset, win // 2, mode="linear_ramp", end_values=[0, 0])
-    frames = np.lib.stride_tricks.sliding_window_view(padded, win)[: len(onset)] * window
-    n_pad = scipy.fft.next_fast_len(2 * win - 1, real=True)
-    spectra = scipy.fft.rfft(frames, n=n_pad, axis=-1)
-    lag0 = np.einsum("ij,ij->i", frames, frames)
-    lag0[lag0 < np.finfo(lag0.dtype).tiny] = 1.0  # librosa leaves (near-)silent frames as they are
-    power = (spectra.real**2 + spectra.imag**2) / lag0[:, None]
-    tempogram = scipy.fft.irfft(power.mean(axis=0), n=n_pad)[:win]
+    padded = np.pad(onset, win // 2, mode="linear_ramp", end_values=[0, 0]).astype(np.float64)
+    energy = np.correlate(padded**2, window**2, mode="valid")[: len(onset)]
+    energy[energy < np.finfo(energy.dtype).tiny] = 1.0  # librosa leaves (near-)silent frames as they are
+    first = scipy.fft.rfft(padded[:win], n=2 * win)
+    power = kernels.mean_normalised_power(padded, len(onset), win, first, energy)
+    tempogram = scipy.fft.irfft(power, n=2 * win)[:win]
     return float(bpms[np.argmax(np.log1p(1e6 * tempogram) + logprior)])
 
 

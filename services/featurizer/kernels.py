@@ -171,6 +171,56 @@ def overlap_add_into(out: np.ndarray, frames: np.ndarray, window: np.ndarray, fi
             out[base + i] += frame[i] * window[i]
 
 
+@numba.njit(cache=True, nogil=True, fastmath=REASSOCIATE)
+def mean_normalised_power(
+    padded: np.ndarray, n_frames: int, win: int, first: np.ndarray, energy: np.ndarray
+) -> np.ndarray:
+    """The mean over frames t < n_frames of |rfft(hann(win) * padded[t : t + win], 2 win)|^2
+    / energy[t] (bins 0..win), from one sliding DFT instead of one FFT a frame.
+
+    Frame t+1's unwindowed spectrum on the 2 win grid is frame t's with padded[t] taken out and
+    padded[t + win] put in (at phase (-1)^k), turned by e^(2 pi i k / 2 win); the periodic hann
+    window 0.5 - 0.5 cos(2 pi n / win) is then 0.5 S[k] - 0.25 (S[k - 2] + S[k + 2]). `first` is
+    frame 0's unwindowed rfft (2 win points); `energy` each windowed frame's sum of squares,
+    computed directly so a silent frame's is exactly 0 (set to 1 by the caller, as librosa's
+    frames stay unnormalised), not the rounding left over from the loud frames before it.
+    Real and imaginary parts live in separate arrays (with two bins either side) so the loops
+    vectorise."""
+    n_bins = win + 1
+    re = np.zeros(n_bins + 4)  # bin k at k + 2; bins -2, -1, win + 1, win + 2 by symmetry
+    im = np.zeros(n_bins + 4)
+    turn_re = np.empty(n_bins)
+    turn_im = np.empty(n_bins)
+    sign = np.empty(n_bins)
+    for k in range(n_bins):
+        re[k + 2] = first[k].real
+        im[k + 2] = first[k].imag
+        angle = np.pi * k / win
+        turn_re[k] = np.cos(angle)
+        turn_im[k] = np.sin(angle)
+        sign[k] = 1.0 if k % 2 == 0 else -1.0
+    total = np.zeros(n_bins)
+    for t in range(n_frames):
+        if t > 0:
+            leaving = np.float64(padded[t - 1])
+            entering = np.float64(padded[t - 1 + win])
+            for k in range(n_bins):
+                a = re[k + 2] - leaving + sign[k] * entering
+                b = im[k + 2]
+                re[k + 2] = turn_re[k] * a - turn_im[k] * b
+                im[k + 2] = turn_im[k] * a + turn_re[k] * b
+        re[1], im[1] = re[3], -im[3]  # S[-1] = conj(S[1])
+        re[0], im[0] = re[4], -im[4]
+        re[n_bins + 2], im[n_bins + 2] = re[n_bins], -im[n_bins]  # S[win + 1] = conj(S[win - 1])
+        re[n_bins + 3], im[n_bins + 3] = re[n_bins - 1], -im[n_bins - 1]
+        scale = 1.0 / energy[t]
+        for k in range(n_bins):
+            x = 0.5 * re[k + 2] - 0.25 * (re[k] + re[k + 4])
+            y = 0.5 * im[k + 2] - 0.25 * (im[k] + im[k + 4])
+            total[k] += (x * x + y * y) * scale
+    return total / n_frames
+
+
 @numba.njit(cache=True, nogil=True)
 def rms_and_zcr(y: np.ndarray, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
     """librosa.feature.rms(y) and zero_crossing_rate(y) (centred frames) from two prefix sums.

@@ -255,7 +255,12 @@ def block_kernel(size: int, block: int = BLOCK) -> Callable[[np.ndarray, np.ndar
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".{os.getpid()}.tmp")
             partial.write_text(source)
-            os.replace(partial, path)
+            try:  # a link never replaces: the first process's file (and its mtime) stays
+                os.link(partial, path)
+            except FileExistsError:
+                pass
+            finally:
+                partial.unlink()
     except OSError:  # nowhere to write: compile from memory, uncached
         module = ModuleType(name)
         exec(compile(source.replace("cache=True", "cache=False"), name, "exec"), module.__dict__)

@@ -220,6 +220,25 @@ def test_tempo_equals_librosa_on_synthetic_beats() -> None:
     assert _tempo(silent, SAMPLE_RATE) == librosa.feature.tempo(onset_envelope=silent, sr=SAMPLE_RATE)[0]
 
 
+def test_sliding_dft_gives_each_frames_normalised_power_spectrum() -> None:
+    """Against one FFT a frame, with a silent stretch longer than the window after loud frames
+    (the sliding DFT carries rounding from them; the directly summed energy keeps it out)."""
+    win = 250
+    rng = np.random.default_rng(3)
+    onset = np.abs(rng.standard_normal(938)) * 5
+    onset[300:700] = 0.0
+    padded = np.pad(onset, win // 2, mode="linear_ramp", end_values=[0, 0])
+    window = librosa.filters.get_window("hann", win, fftbins=True)
+    frames = sliding_window_view(padded, win)[: len(onset)] * window
+    energy = np.einsum("ij,ij->i", frames, frames)
+    assert (energy[450:550] == 0).all()
+    energy[energy == 0] = 1.0
+    spectra = np.fft.rfft(frames, n=2 * win, axis=-1)
+    expected = ((spectra.real**2 + spectra.imag**2) / energy[:, None]).mean(axis=0)
+    got = kernels.mean_normalised_power(padded, len(onset), win, np.fft.rfft(padded[:win], n=2 * win), energy)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
 @needs_gtzan
 def test_tempo_equals_librosa_on_every_real_clip() -> None:
     from services.featurizer.features import _tempo
@@ -240,3 +259,16 @@ def test_median_kernel_compiles_where_nothing_can_be_written(tmp_path, monkeypat
     kernel(x, median.reflect_index(9, 3, 10 + 2), out)
     np.testing.assert_array_equal(out, reflected_running_median(x, 3))
     assert not (blocker / "generated").exists()
+
+
+def test_median_kernel_source_is_written_once_and_never_replaced(tmp_path, monkeypatch) -> None:
+    # numba's cache of a file is valid while the file's stamp stays: a second process (or
+    # service sharing the cache) must find the first one's file as it was
+    monkeypatch.setattr(median, "_generated_dir", lambda: tmp_path)
+    median.block_kernel.__wrapped__(3, 2)
+    (written,) = tmp_path.glob("musicrec_median_3x2_*.py")
+    stamp = written.stat().st_mtime_ns
+    median.block_kernel.__wrapped__(3, 2)
+    assert list(tmp_path.glob("musicrec_median_3x2_*")) == [written]
+    assert written.stat().st_mtime_ns == stamp
+    assert "def medians(x, idx, out)" in written.read_text()
