@@ -65,16 +65,16 @@ test-fast: setup ## ruff + the in-process unit tests (no servers; well under a m
 	$(BIN)/ruff check $(LINTED)
 	$(PYTHON) -m pytest -q tests/unit
 
-deploy-check: setup ## offline: kubectl kustomize (base, jobs, secure and amx overlays) + kubernetes-validate --strict + hadolint
+deploy-check: setup ## offline: kubectl kustomize (base, jobs, secure and bf16 overlays) + kubernetes-validate --strict + hadolint
 	mkdir -p var/deploy
 	kubectl kustomize deploy/base > var/deploy/base.yaml
 	kubectl kustomize deploy/jobs > var/deploy/jobs.yaml
 	kubectl kustomize deploy/jobs-sharded/analyse > var/deploy/jobs-analyse.yaml
 	kubectl kustomize deploy/jobs-sharded/publish > var/deploy/jobs-publish.yaml
 	kubectl kustomize deploy/overlays/secure > var/deploy/secure.yaml
-	kubectl kustomize deploy/overlays/amx > var/deploy/amx.yaml
+	kubectl kustomize deploy/overlays/bf16 > var/deploy/bf16.yaml
 	$(BIN)/kubernetes-validate --strict --quiet var/deploy/base.yaml var/deploy/jobs.yaml var/deploy/secure.yaml \
-	  var/deploy/amx.yaml \
+	  var/deploy/bf16.yaml \
 	  var/deploy/jobs-analyse.yaml var/deploy/jobs-publish.yaml
 	$(BIN)/hadolint deploy/python-base/Dockerfile services/*/Dockerfile deploy/models/Dockerfile
 	cmp models/models.config deploy/base/tfserving/models.config

@@ -16,7 +16,8 @@ classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/da
   (as TF Serving with --enable_batching);
 - deployed (what deploy/base runs): the same settings with the shipped fold models (models/);
 - deployed, bfloat16: the same under deploy/components/tfserving-bf16's session config (oneDNN's
-  bfloat16 auto mixed precision, for AMX nodes), run only on a CPU with AMX-BF16 (--bf16 forces it).
+  bfloat16 auto mixed precision, deploy/overlays/bf16), run only on a CPU where bfloat16 beats
+  float32: AMX-BF16, or AMD's AVX-512 BF16 (session_config.cpu_has_fast_bf16; --bf16 forces it).
 "before models" are the fold models as they were before issue 11 (`--before-models`; the shipped
 ones when not given), e.g. extracted from git:
     mkdir -p var/models-before && git archive 7152d5c models | tar -x --strip-components=1 -C var/models-before
@@ -53,7 +54,7 @@ from devtools.demo_catalog import folder_catalog
 from devtools.localrun import ROOT, running
 from services.common import threads
 from services.common.upload import UPLOADS_PER_PEER
-from services.modelserver.session_config import cpu_has_amx_bf16
+from services.modelserver.session_config import cpu_has_fast_bf16
 from services.recommender.catalog import CatalogSong, write_catalog
 
 DATA = ROOT.parent / "shared" / "data"
@@ -171,7 +172,7 @@ def main() -> None:
     parser.add_argument("--mp3", action="store_true",
                         help="the clips as 92 s, 44.1 kHz stereo mp3 songs, as a real catalog holds them")
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
-                        help="also run the bfloat16 folds (AMX nodes' component); auto: when this CPU has AMX-BF16")
+                        help="also run the bfloat16 folds (deploy/overlays/bf16); auto: where this CPU runs them fast")
     parser.add_argument("--uploads-against", type=int, default=0, metavar="N",
                         help="also run the deployment with N uploads at a time (against the default 4)")
     args = parser.parse_args()
@@ -185,11 +186,11 @@ def main() -> None:
     configs = [Configuration("before", tuned=False, models=args.before_models),
                Configuration("tuned, before models", tuned=True, models=args.before_models, batching=True),
                Configuration("deployed", tuned=True, models=shipped, batching=True)]
-    if args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_amx_bf16()):
+    if args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_fast_bf16()):
         configs.append(Configuration("deployed, bfloat16", tuned=True, models=shipped, batching=True,
                                      session_config=BF16_SESSION_CONFIG))
     else:
-        print("deployed, bfloat16: not run (this CPU has no AMX-BF16; --bf16 on runs it anyway)")
+        print("deployed, bfloat16: not run (no AMX-BF16 or AMD AVX-512 BF16 on this CPU; --bf16 on runs it anyway)")
     if args.uploads_against:
         configs.append(Configuration(f"deployed, {args.uploads_against} uploads", tuned=True, models=shipped,
                                      batching=True, uploads=args.uploads_against))

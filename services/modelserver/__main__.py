@@ -43,7 +43,7 @@ from services.common.modelconfig import DEFAULT_CONFIG, read_config
 from services.common.server import ServiceSpec, run
 from services.modelserver.batching import BatchingParameters
 from services.modelserver.servicer import LoadedModel, ModelServer, load_model
-from services.modelserver.session_config import apply_session_config, cpu_has_amx_bf16
+from services.modelserver.session_config import apply_session_config, cpu_has_fast_bf16
 
 CONFIG = Path(env_str("MODEL_CONFIG_FILE", str(DEFAULT_CONFIG)))
 MODELS_ROOT = env_str("MODELS_ROOT", "")
@@ -81,9 +81,9 @@ async def warmup() -> None:
         if session.ignored:
             log.warning("session config: the stand-in honours only its graph rewrites",
                         extra={"ignored": session.ignored})
-        if session.bfloat16 and not cpu_has_amx_bf16():
-            log.warning("session config asks for bfloat16 but this CPU has no AMX-BF16: the folds run slower "
-                        "than in float32 (see deploy/components/tfserving-bf16)")
+        if session.bfloat16 and not cpu_has_fast_bf16():
+            log.warning("session config asks for bfloat16 but this CPU has neither AMX-BF16 nor AMD's AVX-512 BF16: "
+                        "the folds run slower than in float32 (see deploy/components/tfserving-bf16)")
     entries = read_config(CONFIG, Path(MODELS_ROOT) if MODELS_ROOT else None)
     loop = asyncio.get_running_loop()
     for entry in entries:

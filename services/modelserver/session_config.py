@@ -30,14 +30,24 @@ class SessionConfig:
 BF16_REWRITES = ("auto_mixed_precision_onednn_bfloat16", "auto_mixed_precision_mkl")
 
 
-def cpu_has_amx_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU multiplies bfloat16 on AMX tiles (Intel Sapphire Rapids and later): without
-    AMX, oneDNN's bfloat16 was slower than float32 here (docs/scale.md)."""
+def cpu_has_fast_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether oneDNN's bfloat16 folds beat float32 on this CPU, as measured (python -m bench.folds
+    --session-config, batches of 8): on AMX tiles (Intel Sapphire Rapids and later: 0.49x the
+    CPU) and on AMD's AVX-512 BF16 (Zen 4 and later: 0.56x). Intel's AVX-512 BF16 without AMX
+    was slower than float32 (1.20x), so it does not count (docs/scale.md)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
         return False
-    return any(line.startswith("flags") and "amx_bf16" in line.split() for line in text.splitlines())
+    flags: set[str] = set()
+    vendor = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags = set(value.split())
+        elif key.strip() == "vendor_id":
+            vendor = value.strip()
+    return "amx_bf16" in flags or (vendor == "AuthenticAMD" and "avx512_bf16" in flags)
 
 
 def read_session_config(path: Path) -> SessionConfig:

@@ -24,7 +24,7 @@ from musicrec.v1 import audio_pb2, classifier_pb2, classifier_pb2_grpc
 from services.classifier.tfserving import float_tensor
 from services.featurizer.features import featurize
 from services.featurizer.window import cut_clip
-from services.modelserver.session_config import cpu_has_amx_bf16
+from services.modelserver.session_config import cpu_has_fast_bf16
 from tests import synth
 from tests.conftest import grpcurl_exe, gtzan_clips, needs_gtzan
 from tests.integration.conftest import write_models_config
@@ -94,7 +94,7 @@ def predict(address: str, model: str, mel: np.ndarray) -> np.ndarray:
 
 def test_model_server_runs_the_folds_under_tf_servings_session_config(modelserver, tmp_path) -> None:
     """deploy/components/tfserving-bf16's file (TF Serving's --tensorflow_session_config_file): the
-    same picks within bfloat16's rounding; on an AMX CPU the folds really ran in bfloat16."""
+    same picks within bfloat16's rounding; where bfloat16 is fast the folds really ran in it."""
     config = ROOT / "deploy" / "components" / "tfserving-bf16" / "session.config"
     mels = np.stack([featurize(cut_clip(song, 22050).samples).log_mel for song in (synth.beats(30), synth.chirp(30))])
     env = {"MODEL_CONFIG_FILE": str(MODELS / "models.config"), "TENSORFLOW_SESSION_CONFIG_FILE": str(config)}
@@ -103,7 +103,7 @@ def test_model_server_runs_the_folds_under_tf_servings_session_config(modelserve
             ours, theirs = predict(bf16.address, fold, mels), predict(modelserver.address, fold, mels)
             assert np.abs(ours - theirs).max() < 0.05
             assert (ours.argmax(1) == theirs.argmax(1)).all()
-            if cpu_has_amx_bf16():
+            if cpu_has_fast_bf16():
                 assert np.abs(ours - theirs).max() > 0  # float32 would give the same floats
         log = bf16.log()
     assert '"graph_rewrites": {"auto_mixed_precision_onednn_bfloat16": true}' in log, log[-2000:]

@@ -127,11 +127,18 @@ def test_secure_overlay_locks_every_hop_down() -> None:
 
 
 @needs_kubectl
-def test_amx_overlay_runs_tf_serving_in_bfloat16_on_amx_nodes_only() -> None:
-    docs = build("deploy/overlays/amx")
+def test_bf16_overlay_runs_tf_serving_in_bfloat16_only_where_it_is_faster() -> None:
+    docs = build("deploy/overlays/bf16")
     tfserving = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "tfserving")
     pod = tfserving["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"feature.node.kubernetes.io/cpu-cpuid.AMXBF16": "true"}
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    label = "feature.node.kubernetes.io/"
+    accepted = [{e["key"].removeprefix(label): tuple(e["values"]) for e in t["matchExpressions"]} for t in terms]
+    assert all(e["operator"] == "In" for t in terms for e in t["matchExpressions"])
+    assert accepted == [  # AMX, or AMD's AVX-512 BF16 (Intel's without AMX was slower than float32)
+        {"cpu-cpuid.AMXBF16": ("true",)},
+        {"cpu-cpuid.AVX512BF16": ("true",), "cpu-model.vendor_id": ("AMD", "AuthenticAMD")},
+    ]
     args = pod["containers"][0]["args"]
     flag = next(a for a in args if a.startswith("--tensorflow_session_config_file="))
     mounted = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}

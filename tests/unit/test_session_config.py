@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.modelserver.session_config import cpu_has_amx_bf16, read_session_config
+from services.modelserver.session_config import cpu_has_fast_bf16, read_session_config
 from tests.conftest import ROOT
 
 BF16_COMPONENT = ROOT / "deploy" / "components" / "tfserving-bf16" / "session.config"
@@ -39,10 +39,15 @@ def test_an_unreadable_file_stops_the_server_with_its_path(tmp_path: Path) -> No
         read_session_config(tmp_path / "missing.config")
 
 
-def test_amx_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+def test_fast_bfloat16_is_read_from_the_cpu_vendor_and_flags(tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
-    assert not cpu_has_amx_bf16(cpuinfo)  # AVX-512 BF16 without AMX: bfloat16 is slower there
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile amx_int8\n")
-    assert cpu_has_amx_bf16(cpuinfo)
-    assert not cpu_has_amx_bf16(tmp_path / "absent")
+
+    def cpu(vendor: str, flags: str) -> Path:
+        cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu avx512f {flags}\n")
+        return cpuinfo
+
+    assert not cpu_has_fast_bf16(cpu("GenuineIntel", "avx512_bf16 amx_tile"))  # slower than float32 there
+    assert cpu_has_fast_bf16(cpu("GenuineIntel", "avx512_bf16 amx_bf16 amx_tile amx_int8"))
+    assert cpu_has_fast_bf16(cpu("AuthenticAMD", "avx512_bf16 avx512_vnni"))  # Zen 4
+    assert not cpu_has_fast_bf16(cpu("AuthenticAMD", "avx512_vnni"))  # Zen 3 has no bfloat16
+    assert not cpu_has_fast_bf16(tmp_path / "absent")
