@@ -221,36 +221,58 @@ def mean_normalised_power(
     return total / n_frames
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=REASSOCIATE)
 def rms_and_zcr(y: np.ndarray, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
-    """librosa.feature.rms(y) and zero_crossing_rate(y) (centred frames) from two prefix sums.
+    """librosa.feature.rms(y) and zero_crossing_rate(y) (centred frames), from sums over blocks
+    of `hop` samples.
 
     rms pads with zeros, zcr with the edge samples, as librosa does; |x| <= 1e-10 counts as 0.
-    Padding adds no energy and (being constant) no crossings, so both prefix sums run over y
-    alone and each frame's bounds are clipped to it.
+    Padding adds no energy and (being constant) no crossings, so only y's own samples count,
+    and each frame's bounds are clipped to it. A centred frame starts n_fft / 2 before a
+    multiple of hop, so with n_fft a multiple of 2 hop it covers whole blocks: its energy is
+    the sum of its blocks' (each block summed in SIMD lanes), and its crossings those of its
+    blocks plus the ones between neighbouring blocks inside it.
     """
     n = len(y)
     half = n_fft // 2
     n_frames = 1 + n // hop
-    energy = np.zeros(n + 1)  # energy[k]: sum of y[:k]**2
-    crossings = np.zeros(n, dtype=np.int64)  # crossings[k]: sign changes between y[j-1], y[j], j <= k
-    previous_negative = abs(y[0]) > 1e-10 and y[0] < 0
-    energy[1] = float(y[0]) * float(y[0])
-    for j in range(1, n):
-        x = y[j]
-        energy[j + 1] = energy[j] + float(x) * float(x)
-        negative = abs(x) > 1e-10 and x < 0
-        crossings[j] = crossings[j - 1] + (1 if negative != previous_negative else 0)
-        previous_negative = negative
+    n_blocks = (n + hop - 1) // hop
+    energy = np.zeros(n_blocks)  # block b: y[b * hop : (b + 1) * hop]
+    inside = np.zeros(n_blocks, dtype=np.int64)  # sign changes between neighbours within block b
+    negative = np.empty(n, dtype=np.bool_)
+    for j in range(np.uint64(n)):
+        negative[j] = (abs(y[j]) > 1e-10) & (y[j] < 0)
+    for b in range(n_blocks):
+        lo = np.uint64(b * hop)
+        hi = np.uint64(min((b + 1) * hop, n))
+        acc = 0.0
+        for j in range(lo, hi):
+            acc += float(y[j]) * float(y[j])
+        energy[b] = acc
+        count = 0
+        for j in range(lo + np.uint64(1), hi):
+            count += negative[j] != negative[j - 1]
+        inside[b] = count
     rms = np.empty(n_frames, dtype=np.float32)
     zcr = np.empty(n_frames)
+    aligned = n_fft % (2 * hop) == 0
     for t in range(n_frames):
         s = t * hop - half  # the frame covers y[s : s + n_fft] (padding outside)
         lo = min(max(s, 0), n)
         hi = min(max(s + n_fft, 0), n)
-        rms[t] = np.sqrt(max(energy[hi] - energy[lo], 0.0) / n_fft)
-        # crossings between neighbours inside the frame: pairs (j-1, j) with s < j < s + n_fft
-        first = min(max(s, 0), n - 1)
-        last = min(max(s + n_fft - 1, 0), n - 1)
-        zcr[t] = (crossings[last] - crossings[first]) / n_fft
+        total = 0.0
+        crossings = 0
+        if aligned:
+            for b in range(lo // hop, (hi + hop - 1) // hop):
+                total += energy[b]
+                crossings += inside[b]
+                if b * hop > lo:  # the pair across the boundary with the block before
+                    crossings += negative[b * hop] != negative[b * hop - 1]
+        else:
+            for j in range(lo, hi):
+                total += float(y[j]) * float(y[j])
+                if j > lo:
+                    crossings += negative[j] != negative[j - 1]
+        rms[t] = np.sqrt(total / n_fft)
+        zcr[t] = crossings / n_fft
     return rms, zcr
