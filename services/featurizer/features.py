@@ -77,11 +77,14 @@ def _stft(y: np.ndarray) -> np.ndarray:
     Blocks of frames are windowed and transformed in turn, so the windowed copy of the
     frames stays in cache instead of a 7.7 MB array passing through memory."""
     padded = np.pad(y, N_FFT // 2, mode="constant")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
+    n_frames = 1 + (len(padded) - N_FFT) // HOP
     window = _synthesis_window()
-    out = np.empty((len(frames), N_FFT // 2 + 1), dtype=np.complex64)
-    for t0 in range(0, len(frames), BLOCK_FRAMES):
-        out[t0 : t0 + BLOCK_FRAMES] = scipy.fft.rfft(frames[t0 : t0 + BLOCK_FRAMES] * window, axis=-1)
+    out = np.empty((n_frames, N_FFT // 2 + 1), dtype=np.complex64)
+    block = np.empty((BLOCK_FRAMES, N_FFT), dtype=np.float32)
+    for t0 in range(0, n_frames, BLOCK_FRAMES):
+        frames = block[: min(BLOCK_FRAMES, n_frames - t0)]
+        kernels.window_frames_into(frames, padded, window, t0, HOP)
+        out[t0 : t0 + len(frames)] = scipy.fft.rfft(frames, axis=-1)
     return out
 
 

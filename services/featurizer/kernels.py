@@ -7,7 +7,10 @@ Spectra here are frame-major, [n_frames, n_bins], so one frame is contiguous.
 - `spectrum_summary`: |X|, |X|^2, the mel spectrogram (sparse filters), centroid, bandwidth
   and rolloff in one pass over the STFT.
 - `piptrack_candidates`: the peaks librosa.piptrack finds, as estimate_tuning uses them.
-- `overlap_add_into`, `rms_and_zcr`: the inverse STFT's overlap-add; RMS and zero crossings.
+- `window_frames_into`, `overlap_add_into`: the STFT's windowed frames, the inverse STFT's
+  overlap-add.
+- `mean_normalised_power`: tempo's frames' power spectra, from one sliding DFT.
+- `rms_and_zcr`: RMS and zero crossings.
 Tests compare every kernel with the librosa/scipy function it replaces.
 """
 
@@ -157,6 +160,18 @@ def piptrack_candidates(
                 mags[count] = row[f] + 0.5 * b * shift
                 count += 1
     return pitches[:count], mags[:count]
+
+
+@numba.njit(cache=True, nogil=True)
+def window_frames_into(out: np.ndarray, y: np.ndarray, window: np.ndarray, first: int, hop: int) -> None:
+    """out[t] = window * y[(first + t) * hop : ... + n_fft] for the rows of out [k, n_fft]
+    (unsigned indices, so the loop vectorises)."""
+    k, n_fft = out.shape
+    for t in range(k):
+        base = np.uint64((first + t) * hop)
+        row = out[t]
+        for i in range(np.uint64(n_fft)):
+            row[i] = y[base + i] * window[i]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
