@@ -139,14 +139,27 @@ def piptrack_candidates(
     for f in range(1, n_f - 1):
         if fmin <= f * bin_hz < fmax:
             lo, hi = min(lo, f), f + 1
+    lanes = np.zeros(16, dtype=S.dtype)
+    above = np.zeros(n_f, dtype=np.bool_)
     for t in range(n_t):
         row = S[t]
+        lanes[:] = 0.0
+        whole = np.uint64(n_f - n_f % 16)
+        for f0 in range(np.uint64(0), whole, np.uint64(16)):  # the frame's maximum, 16 lanes at once
+            for lane in range(np.uint64(16)):
+                lanes[lane] = max(lanes[lane], row[f0 + lane])
         ref = np.float32(0.0)
-        for f in range(np.uint64(n_f)):
+        for lane in range(16):
+            ref = max(ref, lanes[lane])
+        for f in range(whole, np.uint64(n_f)):
             ref = max(ref, row[f])
         ref *= threshold
+        for f in range(np.uint64(lo), np.uint64(hi)):  # vectorised; only these can be peaks
+            above[f] = row[f] > ref
         for f in range(lo, hi):
-            z = row[f] if row[f] > ref else 0.0
+            if not above[f]:
+                continue
+            z = row[f]
             zl = row[f - 1] if row[f - 1] > ref else 0.0
             zr = row[f + 1] if row[f + 1] > ref else 0.0
             if not (z > zl and z >= zr):
