@@ -234,9 +234,10 @@ def medians(x, idx, out):
 
 
 def _generated_dir() -> Path:
-    """Where generated kernels are written: beside numba's cache, or in the temp directory."""
-    base = numba.config.CACHE_DIR or tempfile.gettempdir()
-    return Path(base) / f"musicrec-generated-{os.getuid()}"
+    """Where generated kernels are written: one fixed folder in the temp directory, not inside
+    NUMBA_CACHE_DIR. numba files a source's cache under a name derived from the source's own
+    path, so a warmed cache folder copied elsewhere (devtools/numba_cache.py) still finds it."""
+    return Path(tempfile.gettempdir()) / f"musicrec-generated-{os.getuid()}"
 
 
 @lru_cache(maxsize=8)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import librosa
 import numpy as np
 import pytest
@@ -9,6 +15,7 @@ import scipy.ndimage
 import soundfile as sf
 from numpy.lib.stride_tricks import sliding_window_view
 
+from devtools.localrun import ROOT
 from services.featurizer import kernels, median
 from services.featurizer.features import featurize
 from services.featurizer.reference import reference_log_mel, reference_vector
@@ -272,3 +279,24 @@ def test_median_kernel_source_is_written_once_and_never_replaced(tmp_path, monke
     assert list(tmp_path.glob("musicrec_median_3x2_*")) == [written]
     assert written.stat().st_mtime_ns == stamp
     assert "def medians(x, idx, out)" in written.read_text()
+
+
+def test_a_copied_numba_cache_still_holds_the_median_kernel(tmp_path) -> None:
+    # tests, the demo and the benchmarks copy one warmed cache folder per process
+    # (devtools/numba_cache.py): the generated kernel must be found there, not compiled again
+    probe = (
+        "import numpy as np; from services.featurizer import median; "
+        "kernel = median.block_kernel(5, 4); x = np.ones((9, 70), np.float32); "
+        "kernel(x, median.reflect_index(9, 5, 12 + 4), np.empty_like(x)); "
+        "print(sum(kernel.stats.cache_hits.values()))"
+    )
+
+    def hits(cache: Path) -> int:
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+        done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.split()[-1])
+
+    hits(tmp_path / "warmed")
+    shutil.copytree(tmp_path / "warmed", tmp_path / "copy")
+    assert hits(tmp_path / "copy") == 1
