@@ -236,7 +236,8 @@ def medians(x, idx, out):
 def _generated_dir() -> Path:
     """Where generated kernels are written: one fixed folder in the temp directory, not inside
     NUMBA_CACHE_DIR. numba files a source's cache under a name derived from the source's own
-    path, so a warmed cache folder copied elsewhere (devtools/numba_cache.py) still finds it."""
+    path, so a warmed cache folder copied elsewhere (tests, the demo and the benchmarks give
+    each process a copy of one) still finds it."""
     return Path(tempfile.gettempdir()) / f"musicrec-generated-{os.getuid()}"
 
 
