@@ -249,7 +249,9 @@ def mean_normalised_power(
     return total / n_frames
 
 
-@numba.njit(cache=True, nogil=True, fastmath=REASSOCIATE)
+# Block sums in SIMD lanes, but exact divisions (arcp would turn crossings / n_fft into a
+# multiplication by a rounded 1 / n_fft, one ulp off librosa's rate for n_fft not a power of 2).
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
 def rms_and_zcr(y: np.ndarray, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
     """librosa.feature.rms(y) and zero_crossing_rate(y) (centred frames), from sums over blocks
     of `hop` samples.

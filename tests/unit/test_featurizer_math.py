@@ -205,11 +205,14 @@ def test_window_policy(seconds: float, policy: str, start: float) -> None:
     [synth.beats(30, sr=SAMPLE_RATE), synth.noise(30, sr=SAMPLE_RATE), synth.tone(3, sr=SAMPLE_RATE), np.zeros(5000)],
     ids=["beats", "noise", "short-tone", "silence"],
 )
-def test_rms_and_zcr_equal_librosa(signal: np.ndarray) -> None:
+@pytest.mark.parametrize("n_fft, hop", [(2048, 512), (1000, 256), (1536, 512)],
+                         ids=["blocks", "unaligned", "odd-blocks"])  # frames of whole hop blocks, or not
+def test_rms_and_zcr_equal_librosa(signal: np.ndarray, n_fft: int, hop: int) -> None:
     y = signal.astype(np.float32)
-    rms, zcr = kernels.rms_and_zcr(y, 2048, 512)
-    np.testing.assert_allclose(rms, librosa.feature.rms(y=y)[0], rtol=1e-5, atol=1e-9)
-    np.testing.assert_array_equal(zcr, librosa.feature.zero_crossing_rate(y)[0])
+    rms, zcr = kernels.rms_and_zcr(y, n_fft, hop)
+    np.testing.assert_allclose(rms, librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop)[0],
+                               rtol=1e-5, atol=1e-9)
+    np.testing.assert_array_equal(zcr, librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop)[0])
 
 
 def onset_of(y: np.ndarray) -> np.ndarray:
