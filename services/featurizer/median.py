@@ -48,6 +48,10 @@ class MedianProgram:
     n_inputs: int  # block + size - 1 padded positions, values 0 .. n_inputs - 1
     block: int
 
+    @property
+    def size(self) -> int:
+        return self.n_inputs - self.block + 1
+
 
 class _Builder:
     """Records compare-exchanges as single-assignment min and max values."""
@@ -150,7 +154,7 @@ def _prune(ops: list[tuple[int, int, int, int]], outputs: list[int]) -> np.ndarr
 
 
 @lru_cache(maxsize=8)
-def median_program(size: int, block: int = 16) -> MedianProgram:
+def median_program(size: int, block: int = BLOCK) -> MedianProgram:
     """The program computing `block` neighbouring medians of odd `size` windows."""
     if size < 1 or size % 2 == 0 or block < 1:
         raise ValueError(f"windows must have an odd size and blocks at least one window: {size}, {block}")
@@ -159,9 +163,7 @@ def median_program(size: int, block: int = 16) -> MedianProgram:
     return MedianProgram(_prune(ops, medians), np.array(medians, dtype=np.int64), n_inputs, block)
 
 
-
-
-def kernel_source(program: MedianProgram, size: int) -> str:
+def kernel_source(program: MedianProgram) -> str:
     """numba source of `medians(x, idx, out)`: the program over every block of every tile.
 
     `_network` runs the program for all blocks of one tile [rows * LANES]; its offsets are
@@ -171,6 +173,7 @@ def kernel_source(program: MedianProgram, size: int) -> str:
     `medians` gathers tiles of LANES columns of x [n, m] through the reflected row index and
     scatters the medians to out, each along its contiguous axis (HPSS's median along
     frequency reads and writes transposed views)."""
+    size = program.size
     body = ["at = np.uint64(j0 * LANES + lane)"]
     body += [f"v{p} = tile[at + np.uint64({p * LANES})]" for p in range(program.n_inputs)]
     for op, lo, hi, a, b in program.ops.tolist():
@@ -249,7 +252,7 @@ def block_kernel(size: int, block: int = BLOCK) -> Callable[[np.ndarray, np.ndar
     The source is written to a file named by its hash, once: the file never changes, so
     numba's cache of it stays valid. Where nothing can be written it is compiled from
     memory (seconds, at every start)."""
-    source = kernel_source(median_program(size, block), size)
+    source = kernel_source(median_program(size, block))
     name = f"musicrec_median_{size}x{block}_{hashlib.sha256(source.encode()).hexdigest()[:16]}"
     path = _generated_dir() / f"{name}.py"
     try:
