@@ -13,7 +13,7 @@ LINTED  := services training devtools tests bench scripts
 # make train / evaluate on another taxonomy, e.g.
 #   make train DATA=../shared/data/regional_mini/genres NAME=regional MODELS=models-regional REPORTS=reports/regional
 DATA    ?= ../shared/data/gtzan_mini/genres ../shared/data/gtzan_extra/genres
-NAME    ?= xception
+NAME    ?= linear
 MODELS  ?= models
 REPORTS ?= reports
 # every process gets a numba cache of its own (a shared one segfaulted under concurrent writers)
@@ -22,7 +22,7 @@ PROTO_BASELINE = protos/released/musicrec-v1.json
 BUF_BREAKING = $(BIN)/buf breaking --against $(PROTO_BASELINE)
 NUMBA   = NUMBA_CACHE_DIR=$(CURDIR)/var/numba/$@
 
-.PHONY: help proto-release setup protos test test-fast lint deploy-check demo bench bench-recommend train evaluate compare modelserver clean
+.PHONY: help proto-release setup protos test test-fast lint deploy-check demo bench bench-recommend ear train evaluate compare modelserver clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -92,16 +92,18 @@ bench: setup ## benchmarks: featurizer vs floor/naive/Essentia; recommender late
 bench-recommend: setup ## recommender only: p50/p99/rps by id, HNSW vs exact at 100k and 1M
 	$(NUMBA) $(PYTHON) -m bench.recommend
 
-train: setup ## retrain the five fold models (DATA, NAME, MODELS), then evaluate them into REPORTS
-	$(NUMBA) $(PYTHON) -m training.train --data $(DATA) --name $(NAME) --out $(MODELS)
+ear: setup ## convert musicnn's MSD checkpoint (pinned wheel, fetched by pip now) into models/musicnn_msd
+	$(NUMBA) $(PYTHON) -m training.ear.convert
+
+train: setup ## retrain the five fold heads on the ear (DATA, NAME, MODELS), then evaluate them into REPORTS
+	$(NUMBA) $(PYTHON) -m training.ear.train --data $(DATA) --name $(NAME) --out $(MODELS)
 	$(NUMBA) $(PYTHON) -m training.evaluate --models $(MODELS) --out $(REPORTS)
 
 evaluate: setup ## the report of the models in MODELS: REPORTS/evaluation.json and its plots
 	$(NUMBA) $(PYTHON) -m training.evaluate --models $(MODELS) --out $(REPORTS)
 
-compare: setup ## architecture table and learning curve (long: run it in the background), then evaluate
-	$(NUMBA) $(PYTHON) -m training.compare architectures
-	$(NUMBA) $(PYTHON) -m training.compare learning-curve
+compare: setup ## heads, patches per clip and learning curve (about 10 minutes), then evaluate
+	$(NUMBA) $(PYTHON) -m training.ear.compare
 	$(NUMBA) $(PYTHON) -m training.evaluate --models $(MODELS) --out $(REPORTS)
 
 modelserver: setup ## run the local TF Serving stand-in on :8500 with models/models.config

@@ -17,16 +17,16 @@ import numpy as np
 from tqdm import tqdm
 
 from services.featurizer.pipeline import analyse
+from services.featurizer.schema import SCHEMA_VERSION
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".au", ".flac", ".ogg"}
-SILENT_DB = -80.0  # the log-mel floor: ref=max, top_db=80
 GTZAN_ID = re.compile(r"\.(\d{5})\.\w+$")
 ID_BLOCK = 10  # GTZAN numbers one artist's clips consecutively: ids in one block share a group
 
 
 @dataclass
 class Dataset:
-    mels: np.ndarray  # float32 [n, n_mels, n_frames]
+    mels: np.ndarray  # float32 [n, 96, n_frames]: the ear's log-mel (services/featurizer/ear_mel.py)
     vectors: np.ndarray  # float32 [n, n_features]
     labels: np.ndarray  # int [n]
     genres: list[str]
@@ -62,15 +62,16 @@ def list_catalog(csv_path: Path) -> list[tuple[Path, str]]:
 
 def valid_frames(log_mel: np.ndarray) -> int:
     """Frames before the trailing padding: the featurizer zero-pads songs shorter than 30 s,
-    and padded frames sit on the -80 dB floor in every band. Crops are taken only from here,
-    so padding can never become a genre cue."""
-    live = np.flatnonzero(log_mel.max(axis=0) > SILENT_DB + 1e-3)
+    and padded frames are log10(1) = 0 in every band (training/ear/musicnn.py:valid_frames
+    is the same rule inside the served model)."""
+    live = np.flatnonzero(log_mel.max(axis=0) > 1e-6)
     return int(live[-1]) + 1 if len(live) else log_mel.shape[1]
 
 
 def _file_key(path: Path) -> str:
     stat = path.stat()
-    return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    described = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{SCHEMA_VERSION}|ear-mel-96"
+    return hashlib.sha1(described.encode()).hexdigest()
 
 
 def load(items: list[tuple[Path, str]], cache_dir: Path, genres: list[str] | None = None) -> Dataset:
@@ -122,15 +123,47 @@ def dedupe(ds: Dataset) -> tuple[Dataset, list[tuple[str, str]]]:
     return ds.subset(keep), [(ds.paths[i], ds.paths[j]) for i, j in pairs]
 
 
-def groups(ds: Dataset) -> np.ndarray:
-    """Artist-aware groups: GTZAN clips by (genre, id // ID_BLOCK); clips without a GTZAN id
-    (no artist information) form one group each."""
+METADATA = "gtzan_metadata.csv"  # artist, title, album, year per clip, beside the clip folders
+
+
+def _metadata_rows(folder: Path, cache: dict[Path, dict[str, dict]]) -> dict[str, dict]:
+    if folder not in cache:
+        csv_path = folder / METADATA
+        with open(csv_path, newline="") as f:
+            cache[folder] = {row["file"]: row for row in csv.DictReader(f)}
+    return cache[folder]
+
+
+def clip_metadata(path: Path, cache: dict[Path, dict[str, dict]] | None = None) -> dict | None:
+    """The clip's row of the nearest gtzan_metadata.csv above it (keys: file relative to the CSV's
+    folder), or None when no such file lists it."""
+    cache = {} if cache is None else cache
+    path = Path(path).resolve()
+    for folder in path.parents:
+        if (folder / METADATA).exists():
+            return _metadata_rows(folder, cache).get(path.relative_to(folder).as_posix())
+    return None
+
+
+def artist_names(paths: list[str]) -> list[str]:
+    """The real artist of each clip (gtzan_metadata.csv); where it is unknown, the GTZAN id
+    block (one artist's clips are numbered consecutively) or, without an id, the clip itself."""
+    cache: dict[Path, dict[str, dict]] = {}
     names = []
-    for path, label in zip(ds.paths, ds.labels, strict=True):
+    for path in paths:
+        row = clip_metadata(Path(path), cache)
         match = GTZAN_ID.search(Path(path).name)
-        if match:
-            names.append(f"{ds.genres[label]}:{int(match.group(1)) // ID_BLOCK}")
+        if row and row.get("artist"):
+            names.append(f"artist:{row['artist']}")
+        elif match:
+            names.append(f"{Path(path).parent.name}:block{int(match.group(1)) // ID_BLOCK}")
         else:
-            names.append(f"{ds.genres[label]}:{Path(path).parent.name}/{Path(path).stem}")
-    _, codes = np.unique(names, return_inverse=True)
+            names.append(f"clip:{Path(path).parent.name}/{Path(path).stem}")
+    return names
+
+
+def groups(ds: Dataset) -> np.ndarray:
+    """Artist-aware groups: one code per real artist (artist_names); a split never puts one
+    artist on both sides."""
+    _, codes = np.unique(artist_names(ds.paths), return_inverse=True)
     return codes

@@ -1,4 +1,4 @@
-"""gRPC ClassifierService: ask every fold model concurrently, then vote."""
+"""gRPC ClassifierService: the ear embeds each clip once, every fold votes on that embedding."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import grpc
 import numpy as np
 
 from musicrec.v1 import classifier_pb2, classifier_pb2_grpc
-from services.classifier.tfserving import Prediction, TFServingClient
+from services.classifier.tfserving import Embeddings, Prediction, TFServingClient
 from services.classifier.voting import Ballot, tally
 from services.common.errors import ServiceError, describe, invalid, unavailable
 from services.common.predict_batch import MAX_PREDICT_BATCH
 
 log = logging.getLogger("classifier")
-N_MELS = 128
-PROBE_FRAMES = 256  # one crop's worth of quiet noise
+N_MELS = 96  # the ear's input bands (services/featurizer/ear_mel.py)
+PROBE_FRAMES = 187  # one patch of quiet noise
 READY_POLL_SECONDS = 1.0
 
 
@@ -29,18 +29,21 @@ def parse_mel(mel) -> np.ndarray:
     array = np.frombuffer(mel.data, dtype="<f4").reshape(shape)
     if not np.all(np.isfinite(array)):
         raise invalid("mel.data holds NaN or infinite values")
+    if array.min() < 0.0:
+        raise invalid("mel.data holds negative values: send log10(10000 mel + 1), the featurizer's ear mel")
     return array
 
 
 class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
-    def __init__(self, client: TFServingClient, models: list[str], default_timeout: float) -> None:
+    def __init__(self, client: TFServingClient, ear: str, models: list[str], default_timeout: float) -> None:
         self._client = client
+        self._ear = ear
         self._models = models
         self._timeout = default_timeout
         self._labels: list[str] = []  # fixed by the first answer; every fold must agree with it
 
     async def wait_until_models_ready(self) -> None:
-        """Block until TF Serving reports a majority of the folds AVAILABLE and one told the labels.
+        """Block until TF Serving reports the ear and a majority of the folds AVAILABLE and one told the labels.
 
         The health check stays NOT_SERVING until then, so callers (and Kubernetes) do not send
         work to a classifier whose model server is still loading; what it waits for is logged.
@@ -49,13 +52,18 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         majority = len(self._models) // 2 + 1
         while True:
             pending: list[str] = []
+            try:
+                if not await self._client.is_available(self._ear, self._timeout):
+                    pending.append(f"{self._ear} (the ear)")
+            except grpc.aio.AioRpcError as exc:
+                pending.append(f"{self._ear} (the ear: {describe(exc)})")
             for model in self._models:
                 try:
                     if not await self._client.is_available(model, self._timeout):
                         pending.append(model)
                 except grpc.aio.AioRpcError as exc:
                     pending.append(f"{model} ({describe(exc)})")
-            if len(self._models) - len(pending) >= majority:
+            if len(self._models) - len(pending) >= majority and not any(p.startswith(self._ear) for p in pending):
                 try:
                     await self._known_labels()
                     log.info("fold models ready", extra={"models": self._models, "unavailable": pending})
@@ -71,10 +79,15 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         """The genre labels, asked of the first fold that answers (they travel with predictions)."""
         if self._labels:
             return self._labels
-        probe = np.random.default_rng(0).uniform(-80.0, 0.0, (N_MELS, PROBE_FRAMES)).astype(np.float32)
+        probe = np.random.default_rng(0).uniform(0.0, 1.0, (1, N_MELS, PROBE_FRAMES)).astype(np.float32)
+        try:
+            embedding = (await self._client.embed(self._ear, probe, self._timeout)).values
+        except grpc.aio.AioRpcError as exc:
+            raise unavailable(f"the ear {self._ear} did not answer at {self._client.address} ({describe(exc)}); "
+                              "retry with backoff") from None
         for model in self._models:
             try:
-                self._labels = (await self._client.predict(model, probe[None], self._timeout)).labels
+                self._labels = (await self._client.predict(model, embedding, self._timeout)).labels
                 return self._labels
             except grpc.aio.AioRpcError as exc:
                 log.warning("fold did not answer the label probe", extra={"model": model, "error": describe(exc)})
@@ -95,11 +108,13 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         return classifier_pb2.ClassifyBatchResponse(results=await self._classify(np.stack(mels), context))
 
     async def _classify(self, log_mels: np.ndarray, context: grpc.aio.ServicerContext) -> list:
-        """One Predict per fold for the whole batch [n, n_mels, frames], then each mel's vote."""
+        """One Predict of the ear for the whole batch [n, 96, frames], then one Predict per fold
+        on its embeddings, then each clip's vote."""
         remaining = context.time_remaining()
         timeout = min(self._timeout, remaining) if remaining is not None else self._timeout
+        ear = await self._embed(log_mels, timeout)
         results = await asyncio.gather(
-            *(self._client.predict(m, log_mels, timeout) for m in self._models), return_exceptions=True
+            *(self._client.predict(m, ear.values, timeout) for m in self._models), return_exceptions=True
         )
         labels = await self._known_labels()
         answered: dict[str, Prediction] = {}
@@ -122,10 +137,22 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
             )
         if missing:
             log.warning("degraded vote", extra={"missing": unanswered})
-        return [self._vote(labels, answered, missing, unanswered, row) for row in range(len(log_mels))]
+        return [self._vote(labels, answered, missing, unanswered, ear, row) for row in range(len(log_mels))]
+
+    async def _embed(self, log_mels: np.ndarray, timeout: float) -> Embeddings:
+        """The ear's embeddings; without them no fold can vote."""
+        try:
+            return await self._client.embed(self._ear, log_mels, timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise invalid(f"the ear {self._ear} rejected the spectrogram: {describe(exc)}") from None
+            raise unavailable(f"the ear {self._ear} did not answer at {self._client.address} ({describe(exc)}). "
+                              "Is TF Serving up? Retry with backoff.") from None
+        except ValueError as exc:
+            raise unavailable(f"the ear {self._ear} answered nonsense ({exc}); retry with backoff") from None
 
     def _vote(self, labels: list[str], answered: dict[str, Prediction], missing: dict[str, str],
-              unanswered: list[str], row: int) -> classifier_pb2.ClassifyResponse:
+              unanswered: list[str], ear: Embeddings, row: int) -> classifier_pb2.ClassifyResponse:
         """The response for one mel of the batch (row), folds in models.config order."""
         folds = [
             classifier_pb2.FoldPrediction(
@@ -153,6 +180,9 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
             labels=labels,
             degraded=bool(missing),
             note=note,
+            embedding=classifier_pb2.Embedding(
+                model_name=ear.model, model_version=ear.version, values=ear.values[row].tolist()
+            ),
         )
 
     async def ListGenres(self, request, context):
@@ -162,6 +192,11 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
                 versions.append(await self._client.available_version(model, self._timeout) or 0)
             except grpc.aio.AioRpcError:
                 versions.append(0)
+        try:
+            ear_version = await self._client.available_version(self._ear, self._timeout) or 0
+        except grpc.aio.AioRpcError:
+            ear_version = 0
         return classifier_pb2.ListGenresResponse(
-            labels=await self._known_labels(), model_names=self._models, model_versions=versions
+            labels=await self._known_labels(), model_names=self._models, model_versions=versions,
+            ear_model_name=self._ear, ear_model_version=ear_version,
         )

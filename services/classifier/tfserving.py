@@ -19,7 +19,9 @@ from tensorflow_serving.apis import (
 
 from services.common import transport
 
-INPUT_KEY = "log_mel"
+EAR_INPUT = "log_mel"  # the ear's signature: log_mel in, embedding out
+EMBEDDING = "embedding"
+FOLD_INPUT = EMBEDDING  # the folds' signature: the ear's embedding in, probabilities and labels out
 PROBABILITIES = "probabilities"
 LABELS = "labels"
 
@@ -28,8 +30,15 @@ LABELS = "labels"
 class Prediction:
     model: str
     version: int
-    probabilities: np.ndarray  # [n_mels, n_genres]: one row per spectrogram sent
+    probabilities: np.ndarray  # [n, n_genres]: one row per embedding sent
     labels: list[str]
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    model: str
+    version: int
+    values: np.ndarray  # [n, dim]: one row per spectrogram sent
 
 
 def float_tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
@@ -64,18 +73,30 @@ class TFServingClient:
     async def is_available(self, model: str, timeout: float) -> bool:
         return await self.available_version(model, timeout) is not None
 
-    async def predict(self, model: str, log_mels: np.ndarray, timeout: float | None) -> Prediction:
-        """One Predict for a batch of log-mels [n, n_mels, frames]."""
+    async def _predict(self, model: str, key: str, batch: np.ndarray, outputs: list[str], timeout: float | None):
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
         request.model_spec.signature_name = "serving_default"
-        request.inputs[INPUT_KEY].CopyFrom(float_tensor(log_mels))
-        response = await self._stub.Predict(request, timeout=timeout)
+        request.inputs[key].CopyFrom(float_tensor(batch))
+        request.output_filter.extend(outputs)
+        return await self._stub.Predict(request, timeout=timeout)
+
+    async def embed(self, model: str, log_mels: np.ndarray, timeout: float | None) -> Embeddings:
+        """One Predict of the ear for a batch of log-mels [n, 96, frames]."""
+        response = await self._predict(model, EAR_INPUT, log_mels, [EMBEDDING], timeout)
+        values = read_floats(response.outputs[EMBEDDING])
+        if values.ndim != 2 or values.shape[0] != log_mels.shape[0]:
+            raise ValueError(f"{model} answered embeddings of shape {values.shape} for {log_mels.shape[0]} mels")
+        return Embeddings(model, response.model_spec.version.value, values)
+
+    async def predict(self, model: str, embeddings: np.ndarray, timeout: float | None) -> Prediction:
+        """One Predict of a fold for a batch of the ear's embeddings [n, dim]."""
+        response = await self._predict(model, FOLD_INPUT, embeddings, [PROBABILITIES, LABELS], timeout)
         probs = read_floats(response.outputs[PROBABILITIES])
         # the labels are batch-major too ([n, n_genres]), the same in every row
         labels = [s.decode() for s in response.outputs[LABELS].string_val[: probs.shape[-1]]]
-        if probs.shape[0] != log_mels.shape[0]:
-            raise ValueError(f"{model} answered {probs.shape[0]} rows for {log_mels.shape[0]} spectrograms")
+        if probs.shape[0] != embeddings.shape[0]:
+            raise ValueError(f"{model} answered {probs.shape[0]} rows for {embeddings.shape[0]} embeddings")
         return Prediction(model, response.model_spec.version.value, probs, labels)
 
     async def close(self) -> None:

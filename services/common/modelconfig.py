@@ -1,7 +1,8 @@
-"""TF Serving's models.config (ModelServerConfig text proto): the one list of fold models.
+"""TF Serving's models.config (ModelServerConfig text proto): the one list of served models.
 
-The model server stand-in serves what it lists, the classifier votes with what it lists, and
-the Kubernetes ConfigMap is made from the same file.
+It lists the pretrained ear (EAR_MODEL, default musicnn_msd) and the fold models. The model
+server stand-in serves what it lists, the classifier embeds with the ear and votes with every
+other model it lists, and the Kubernetes ConfigMap is made from the same file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from services.common.config import env_str
+
+EAR_MODEL = env_str("EAR_MODEL", "musicnn_msd")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "models" / "models.config"
 
 
@@ -55,6 +59,16 @@ def model_names(config_file: Path) -> list[str]:
     if not names:
         raise SystemExit(f"{config_file} lists no models")
     return names
+
+
+def ear_and_folds(config_file: Path, ear: str = EAR_MODEL) -> tuple[str, list[str]]:
+    """(the ear, the fold models): the ear is the entry named `ear`, every other entry votes."""
+    names = model_names(config_file)
+    folds = [name for name in names if name != ear]
+    if ear not in names or not folds:
+        raise SystemExit(f"{config_file} must list the ear {ear!r} (EAR_MODEL) and at least one fold model; "
+                         f"it lists {names}")
+    return ear, folds
 
 
 def read_config(config_file: Path, models_root: Path | None = None) -> list[ModelEntry]:

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.fft
 
 from services.featurizer import kernels
+from services.featurizer.ear_mel import ear_mel
 from services.featurizer.median import running_median
 from services.featurizer.schema import assemble
 from services.featurizer.window import CLIP_SAMPLES, SAMPLE_RATE
@@ -31,7 +32,7 @@ BLOCK_FRAMES = 128  # frames transformed at once: a block's arrays stay in L2
 
 @dataclass(frozen=True)
 class Features:
-    log_mel: np.ndarray  # float32 [n_mels, n_frames]
+    log_mel: np.ndarray  # float32 [96, n_frames]: the pretrained ear's input (ear_mel.py)
     vector: np.ndarray  # float32 [N_FEATURES]
 
 
@@ -149,28 +150,19 @@ def _tuning(power: np.ndarray, sr: int) -> float:
     return float(librosa.pitch_tuning(pitches[mags >= threshold], resolution=0.01, bins_per_octave=12))
 
 
-def _decibels(mel: np.ndarray, top_db: float = 80.0) -> tuple[np.ndarray, np.ndarray]:
-    """(librosa.amplitude_to_db(mel, ref=np.max), librosa.power_to_db(mel)) from one log10.
-
-    amplitude_to_db squares its input and floors it at amin**2 = 1e-10, so it is
-    20 log10(max(mel, 1e-5)) less the same at the peak; power_to_db is 10 log10(max(mel, 1e-10)).
-    Both clip at top_db below their peak.
-    """
-    log = np.log10(np.maximum(mel, 1e-10))
-    power_db = 10.0 * log
-    power_db = np.maximum(power_db, power_db.max() - top_db)
-    amplitude_db = 20.0 * (np.maximum(log, -5.0) - max(float(log.max()), -5.0))
-    amplitude_db = np.maximum(amplitude_db, amplitude_db.max() - top_db)
-    return amplitude_db.astype(np.float32, copy=False), power_db
+def _power_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
+    """librosa.power_to_db(mel): 10 log10(max(mel, 1e-10)), clipped at top_db below its peak."""
+    power_db = 10.0 * np.log10(np.maximum(mel, 1e-10))
+    return np.maximum(power_db, power_db.max() - top_db)
 
 
 def featurize(y: np.ndarray, sr: int = SAMPLE_RATE) -> Features:
-    """Log-mel spectrogram and feature vector of a clip (16 kHz float32)."""
+    """The ear's log-mel and the feature vector of a clip (16 kHz float32)."""
     stft = _stft(y)  # [frames, bins]
     mag, power, mel, centroid, bandwidth, rolloff = kernels.spectrum_summary(
         stft, *_mel_filters(sr), _fft_freqs(sr), ROLL_PERCENT
     )  # mel: [n_mels, frames]
-    log_mel, mel_db = _decibels(mel)
+    mel_db = _power_db(mel)
 
     mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=20)
     onset = librosa.onset.onset_strength(S=mel_db, sr=sr)
@@ -191,7 +183,7 @@ def featurize(y: np.ndarray, sr: int = SAMPLE_RATE) -> Features:
         "rolloff": rolloff, "zero_crossing_rate": zcr, "harmony": harmonic, "perceptr": percussive,
         "tempo": tempo, "mfcc": mfcc,
     })
-    return Features(log_mel=log_mel, vector=vector)
+    return Features(log_mel=ear_mel(y), vector=vector)
 
 
 def warm_up() -> None:

@@ -13,8 +13,9 @@ from services.featurizer.schema import assemble
 
 
 def reference_log_mel(y: np.ndarray, sr: int) -> np.ndarray:
-    mel = librosa.feature.melspectrogram(y=y, sr=sr)
-    return librosa.amplitude_to_db(mel, ref=np.max).astype(np.float32)
+    """musicnn's input as its package computes it, but in float32 (its float16 cast overflows)."""
+    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=512, hop_length=256, n_mels=96)
+    return np.log10(10000.0 * mel.astype(np.float32) + 1.0)
 
 
 def reference_vector(y: np.ndarray, sr: int) -> np.ndarray:

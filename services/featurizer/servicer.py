@@ -12,7 +12,7 @@ import numpy as np
 from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc
 from services.common.errors import exhausted
 from services.common.upload import UploadLimits, UploadSlots, collect_upload
-from services.featurizer.features import HOP, N_FFT
+from services.featurizer.ear_mel import HOP, N_FFT
 from services.featurizer.pipeline import Analysis, analyse
 from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
 from services.featurizer.window import CLIP_SECONDS, SAMPLE_RATE

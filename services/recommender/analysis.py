@@ -38,6 +38,7 @@ class Analysed:
     probabilities: dict[str, float]
     song_seconds: float = 0.0  # the decoded song's length
     tags: dict = field(default_factory=dict)  # FileTags as a dict
+    embedding: list[float] = field(default_factory=list)  # the ear's (Setup.ear names it)
 
 
 @dataclass(frozen=True)
@@ -47,18 +48,25 @@ class Setup:
     schema_version: str
     feature_names: list[str]
     feature_groups: dict[str, list[str]]
-    models_key: str  # digest of the fold models' names, versions and labels
+    models_key: str  # digest of the ear's and the fold models' names, versions and labels
+    ear: dict = field(default_factory=dict)  # the ear's model name and version
+
+    def embedding_space(self, dim: int) -> dict | None:
+        """What build_generation records of the embedding its vectors carry (None: no ear)."""
+        return {**self.ear, "dim": dim} if self.ear and dim else None
 
 
 async def read_setup(upstream: Upstream, timeout: float) -> Setup:
     schema = await upstream.feature_schema(timeout)
     models = await upstream.models(timeout)
-    described = json.dumps([list(models.labels), list(models.model_names), list(models.model_versions)])
+    ear = {"model": models.ear_model_name, "version": int(models.ear_model_version)} if models.ear_model_name else {}
+    described = json.dumps([list(models.labels), list(models.model_names), list(models.model_versions), ear])
     return Setup(
         schema.schema_version,
         list(schema.names),
         {g.name: list(g.features) for g in schema.groups},
         hashlib.sha256(described.encode()).hexdigest()[:16],
+        ear,
     )
 
 
@@ -81,7 +89,7 @@ class AnalysisStore:
             entry = json.loads(self.path(sha).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        return Analysed(**{k: entry[k] for k in Analysed.__dataclass_fields__})
+        return Analysed(**{k: entry[k] for k in Analysed.__dataclass_fields__ if k in entry})
 
     def put(self, sha: str, analysed: Analysed, source: str) -> None:
         target = self.path(sha)
@@ -200,11 +208,12 @@ class Analyser:
             return sha, known
         async with self.uploads:
             features = await with_backoff(lambda: self.upstream.featurize(data, path.name, self.timeout))
-        vote = from_classification(await self.classifier.classify(features.mel))
+        classified = await self.classifier.classify(features.mel)
+        vote = from_classification(classified)
         tags = await asyncio.to_thread(read_tags, path)
         result = Analysed(
             list(features.features.values), vote.ranking[0], vote.share, vote.ranking, vote.probabilities,
-            features.window.song_seconds, asdict(tags),
+            features.window.song_seconds, asdict(tags), list(classified.embedding.values),
         )
         self.store.put(sha, result, str(path))
         self.analysed += 1

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from services.recommender.index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, GenreIndex
 from services.recommender.reasons import typical_gaps
 from services.recommender.songs import SongTable
+from services.recommender.space import EMBEDDING_SHARE, column_weights
 from services.recommender.store import CURRENT, SongRecord, current_generation, generation_name, standardised
 
 KEEP_GENERATIONS = 3
@@ -45,12 +46,16 @@ def build_generation(
     schema_version: str,
     feature_names: list[str],
     feature_groups: dict[str, list[str]],
+    embedding: dict | None = None,
     source: str = "",
     m: int = DEFAULT_M,
     ef_construction: int = DEFAULT_EF_CONSTRUCTION,
     progress: bool = True,
 ) -> int:
     """Standardise, build one cosine graph per genre, persist, and swap CURRENT to it.
+
+    `raw` holds each song's features, then (when `embedding` describes it: model, version, dim)
+    the ear's embedding; space.py weights the two parts.
 
     Builds may run at once (two ingestions, a test): each builds in its own hidden folder,
     and only the short publish step (number, rename, CURRENT) holds a lock on the folder."""
@@ -60,7 +65,13 @@ def build_generation(
     tmp = Path(tempfile.mkdtemp(prefix=".gen-building-", dir=index_dir))
 
     raw = np.asarray(raw, dtype=np.float32)
+    n_embedding = int(embedding["dim"]) if embedding else 0
+    if raw.shape[1] != len(feature_names) + n_embedding:
+        raise ValueError(f"vectors have {raw.shape[1]} columns; {len(feature_names)} features and "
+                         f"{n_embedding} embedding values expected")
     mean, scale = fit_standardiser(raw)
+    weights = column_weights(len(feature_names), n_embedding)
+    scale = scale / weights  # the parts' weights, folded into the scaler (space.py)
     z = standardised(raw, mean, scale)
     labels = np.array([s.genre for s in songs])
     genre_rows = {g: np.flatnonzero(labels == g) for g in sorted(set(labels.tolist()))}
@@ -85,6 +96,7 @@ def build_generation(
         "genres": files,
         "typical_gaps": typical_gaps(columns, z, genre_rows),
         "hnsw": {"space": "cosine", "M": m, "ef_construction": ef_construction},
+        **({"embedding": {**embedding, "share": EMBEDDING_SHARE}} if embedding else {}),
         "source": source,
     }
     with open(index_dir / ".publish.lock", "w") as lock:

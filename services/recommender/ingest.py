@@ -111,10 +111,13 @@ def publish(args: argparse.Namespace, songs: list[CatalogSong], reports: list[Sh
     if lost:
         raise ValueError(f"{len(lost)} analyses named by the shards are missing from the store (e.g. {lost[0]})")
     rows = [song_record(s, a) for s, a in zip(kept, analyses, strict=True)]
-    vectors = np.array([a.vector for a in analyses], dtype=np.float32)
+    dims = {len(a.embedding) for a in analyses}
+    if len(dims) != 1:
+        raise ValueError(f"the analyses carry embeddings of {sorted(dims)} values; one ear per index")
+    vectors = np.array([a.vector + a.embedding for a in analyses], dtype=np.float32)
     generation = build_generation(
         args.index_dir, rows, vectors, setup.schema_version, setup.feature_names, setup.feature_groups,
-        source=str(args.catalog),
+        embedding=setup.embedding_space(dims.pop()), source=str(args.catalog),
     )
     return generation, rows
 

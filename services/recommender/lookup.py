@@ -1,12 +1,14 @@
 """What a request names, found in the served index or refused with a status a caller can act on:
-a catalog song by id, a feature vector checked against the index's schema."""
+a catalog song by id, a feature vector checked against the index's schema, an upload's analysis
+as a vector of the index's space (space.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from musicrec.v1 import audio_pb2
+from musicrec.v1 import audio_pb2, classifier_pb2
 from services.common.errors import invalid, not_found, quoted, unavailable
+from services.recommender.space import joined
 from services.recommender.store import IndexSet
 
 
@@ -37,7 +39,28 @@ def feature_vector(index: IndexSet, features: audio_pb2.FeatureVector, field: st
     raw = np.asarray(features.values, dtype=np.float32)
     if not np.all(np.isfinite(raw)):
         raise invalid(f"{field}.values holds NaN or infinity, or values beyond float32's range")
-    return raw
+    return joined(raw, None, index.mean)
+
+
+def analysed_vector(
+    index: IndexSet, features: audio_pb2.FeatureVector, vote: classifier_pb2.ClassifyResponse
+) -> np.ndarray:
+    """An upload's vector in the index's space: the featurizer's features and the ear's embedding,
+    which must come from the featurizer schema and the ear the index was built with."""
+    check_featurizer_schema(index, features)
+    built_with = index.manifest.get("embedding")
+    if built_with:
+        given = vote.embedding
+        if (given.model_name, given.model_version, len(given.values)) != (
+            built_with["model"], built_with["version"], built_with["dim"]
+        ):
+            raise unavailable(
+                f"the classifier's ear is {given.model_name!r} version {given.model_version} "
+                f"({len(given.values)} values) but the index was built with {built_with['model']!r} version "
+                f"{built_with['version']} ({built_with['dim']}): re-run the ingestion with these models"
+            )
+    return joined(np.asarray(features.values, dtype=np.float32), np.asarray(vote.embedding.values, np.float32),
+                  index.mean)
 
 
 def check_featurizer_schema(index: IndexSet, features: audio_pb2.FeatureVector) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from musicrec.v1 import recommender_pb2
 from services.common.errors import invalid
-from services.recommender.lookup import check_featurizer_schema, feature_vector, song_row
+from services.recommender.lookup import analysed_vector, check_featurizer_schema, feature_vector, song_row
 from services.recommender.routing import Route, RoutingPolicy, Vote, from_classification
 from services.recommender.search import Seed
 from services.recommender.store import IndexSet, SongRecord
@@ -102,5 +102,5 @@ async def _analyse(
     analysis = await upstream.featurize(audio.data, audio.filename, timeout)
     check_featurizer_schema(index, analysis.features)
     vote = await upstream.classify(analysis.mel, timeout)
-    seed.raw = np.asarray(analysis.features.values, dtype=np.float32)
+    seed.raw = analysed_vector(index, analysis.features, vote)
     return Resolved(seed, policy.for_vote(from_classification(vote), index.genres), vote.genre)

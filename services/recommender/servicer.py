@@ -20,7 +20,7 @@ from services.common.upload import HeaderedUpload, UploadLimits, UploadSlots
 from services.recommender import seeds as seed_requests
 from services.recommender.cache import ResponseCache, by_id_key
 from services.recommender.live import LiveIndex
-from services.recommender.lookup import check_featurizer_schema, feature_vector, song_row
+from services.recommender.lookup import analysed_vector, check_featurizer_schema, feature_vector, song_row
 from services.recommender.messages import hit_messages, routing_messages, shortfall_message, song_message
 from services.recommender.options import Options, parse_options
 from services.recommender.path import DEFAULT_STEPS, MAX_STEPS, find_path
@@ -105,7 +105,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         check_featurizer_schema(index, analysis.features)
         vote = await self._upstream.classify(analysis.mel, timeout)
         routes = self._policy.for_vote(from_classification(vote), index.genres)
-        raw = np.asarray(analysis.features.values, dtype=np.float32)
+        raw = analysed_vector(index, analysis.features, vote)
         result = recommend(index, self._query(raw, routes, options, fill=index.genres), self._ef)
         return recommender_pb2.RecommendByAudioResponse(
             recommendations=hit_messages(result.hits),

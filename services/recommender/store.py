@@ -64,7 +64,17 @@ class IndexSet:
 
     @property
     def feature_names(self) -> list[str]:
+        """The 57 features' names: the first columns of every vector (space.py)."""
         return self.manifest["feature_names"]
+
+    @property
+    def embedding_dim(self) -> int:
+        """Values of the ear's embedding after the features (0 for an index built without it)."""
+        return vector_dim(self.manifest) - len(self.feature_names)
+
+    @property
+    def dim(self) -> int:
+        return vector_dim(self.manifest)
 
     @property
     def genres(self) -> list[str]:
@@ -80,7 +90,7 @@ class IndexSet:
     def unit_rows(self, rows) -> np.ndarray:
         """[len(rows), F] unit-length standardised vectors, read from the genres' graphs."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        out = np.empty((len(rows), len(self.feature_names)), dtype=np.float32)
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
         if not len(rows):
             return out
         codes = self.songs.genre_codes()[rows]
@@ -108,6 +118,11 @@ def standardised(raw: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.nda
     return ((np.asarray(raw, dtype=np.float64) - mean) / scale).astype(np.float32)
 
 
+def vector_dim(manifest: dict) -> int:
+    """Columns of a song's vector: the features, then the ear's embedding (space.py)."""
+    return len(manifest["feature_names"]) + int(manifest.get("embedding", {}).get("dim", 0))
+
+
 def generation_name(generation: int) -> str:
     return f"gen-{generation:06d}"
 
@@ -124,7 +139,7 @@ def load_generation(index_dir: Path, generation: int) -> IndexSet:
     folder = index_dir / generation_name(generation)
     manifest = json.loads((folder / "manifest.json").read_text())
     scaler = np.load(folder / "scaler.npz")
-    dim = len(manifest["feature_names"])
+    dim = vector_dim(manifest)
     indexes = {
         genre: GenreIndex.load(folder / entry["file"], dim, entry["count"])
         for genre, entry in manifest["genres"].items()

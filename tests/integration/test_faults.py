@@ -69,7 +69,7 @@ def test_redis_down_at_start_then_up_then_stopped(synthetic_index: Catalog, feat
 
 
 def test_one_fold_down_still_recommends(synthetic_index: Catalog, featurizer, modelserver, tmp_path) -> None:
-    folds = [f"xception_fold{k}" for k in range(4)] + ["xception_fold9"]
+    folds = ["musicnn_msd"] + [f"linear_fold{k}" for k in range(4)] + ["linear_fold9"]
     config = write_models_config(tmp_path / "models.config", folds)
     cl_env = {"TF_SERVING_ADDR": modelserver.address, "MODEL_CONFIG_FILE": str(config)}
     with (
@@ -80,7 +80,7 @@ def test_one_fold_down_still_recommends(synthetic_index: Catalog, featurizer, mo
         reply = upload(stub, SONG)
         assert len(reply.recommendations) == 5
         vote = reply.classification
-        assert vote.degraded and vote.folds_voted == 4 and "xception_fold9" in vote.note
+        assert vote.degraded and vote.folds_voted == 4 and "linear_fold9" in vote.note
         channel.close()
 
 

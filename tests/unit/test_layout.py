@@ -46,7 +46,7 @@ def test_services_do_not_import_training_devtools_or_each_other() -> None:
 def test_offline_tools_live_outside_services() -> None:
     assert not (ROOT / "services" / "classifier" / "training").exists()
     assert not (ROOT / "services" / "common" / "localrun.py").exists()
-    assert Path(ROOT / "training" / "train.py").exists() and Path(ROOT / "devtools" / "localrun.py").exists()
+    assert Path(ROOT / "training" / "ear" / "convert.py").exists() and Path(ROOT / "devtools" / "localrun.py").exists()
 
 
 def _imports(path: Path) -> set[str]:

@@ -1,0 +1,126 @@
+"""Train the five fold heads on the pretrained ear, calibrate and export them with the ear.
+
+    python -m training.ear.train                     # GTZAN in ../shared/data (+ the Argentine set's
+                                                     # rock, reggae, rap and clasico clips) -> models/
+    python -m training.ear.train --data ../shared/data/regional_mini/genres --name regional \\
+        --out models-regional --no-extra             # another taxonomy on the same ear
+
+Each fold head reads the ear's clip embedding (training/ear/heads.py: HEAD), is trained on the
+other folds' clips (plus the mapped extra clips), gets its temperature on its own validation
+fold (artist-disjoint from its training clips) and is exported as <out>/<name>_fold<k>/1/.
+The ear (models/musicnn_msd, from `python -m training.ear.convert`) is copied beside the folds
+so that every models folder is whole; <out>/models.config lists the ear, then the folds, and
+<out>/training.json records the splits for `make evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+from tqdm import tqdm
+
+from services.common.modelconfig import EAR_MODEL
+from training.calibrate import fit_temperature
+from training.ear import heads
+from training.ear.clips import (
+    GTZAN_ROOTS,
+    HOLDOUT,
+    REGIONAL_AS_GTZAN,
+    REGIONAL_ROOTS,
+    ROOT,
+    SEED,
+    Clips,
+    Extra,
+    load_clips,
+    load_extra,
+    portable,
+)
+from training.ear.convert import MODEL_NAME, PATCHES_PER_CLIP
+from training.ear.fold_export import export_head
+
+DEFAULT_OUT = ROOT / "models"
+EAR_SOURCE = DEFAULT_OUT / MODEL_NAME
+DEPLOY_MODELS_CONFIG = ROOT / "deploy" / "base" / "tfserving" / "models.config"
+HEAD = "linear"  # chosen by grouped CV (training/ear/compare.py, reports/heads.json)
+
+
+def write_models_config(path: Path, names: list[str], base_dir: str = "/models") -> None:
+    """TF Serving's ModelServerConfig (text format): one entry per served model."""
+    config = model_server_config_pb2.ModelServerConfig()
+    for name in names:
+        entry = config.model_config_list.config.add()
+        entry.name, entry.base_path, entry.model_platform = name, f"{base_dir}/{name}", "tensorflow"
+    path.write_text(text_format.MessageToString(config))
+
+
+def training_rows(clips: Clips, rows: np.ndarray, extra: Extra | None, patches: int) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, labels) of these clips, with the extra clips appended."""
+    x, y = clips.embeddings(patches)[rows], clips.ds.labels[rows]
+    if extra is not None:
+        x, y = np.vstack([x, extra.ear.embeddings[patches]]), np.concatenate([y, extra.labels])
+    return x, y
+
+
+def fold_heads(clips: Clips, extra: Extra | None, kind: str = HEAD, patches: int = PATCHES_PER_CLIP):
+    """Per fold: (head, temperature, validation rows, validation logits)."""
+    out = []
+    for k, (tr, va) in enumerate(clips.folds):
+        head = heads.fit(kind, *training_rows(clips, tr, extra, patches), clips.genres, seed=SEED + k)
+        logits = head.logits(clips.embeddings(patches)[va])
+        out.append((head, fit_temperature(logits, clips.ds.labels[va]), va, logits))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, nargs="+", default=GTZAN_ROOTS, help="<root>/<genre>/<clip> folders")
+    parser.add_argument("--name", default="linear", help="fold model prefix: <name>_fold<k>")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--no-extra", action="store_true", help="train on --data's clips only")
+    args = parser.parse_args()
+
+    clips = load_clips(args.data)
+    extra = None if args.no_extra else load_extra(REGIONAL_ROOTS, REGIONAL_AS_GTZAN, clips.genres)
+    print(f"{len(clips.ds.labels)} clips ({len(clips.dropped)} duplicates dropped), {len(set(clips.groups))} "
+          f"artists; hold-out {len(clips.holdout)}, folds over {len(clips.rest)}; "
+          f"{0 if extra is None else len(extra.labels)} extra training clips")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.out.resolve() != DEFAULT_OUT.resolve():
+        shutil.rmtree(args.out / MODEL_NAME, ignore_errors=True)
+        shutil.copytree(EAR_SOURCE, args.out / MODEL_NAME)
+    record = {
+        "ear": json.loads((EAR_SOURCE / "PROVENANCE.json").read_text()),
+        "head": HEAD, "linear_c": heads.LINEAR_C, "patches_per_clip": PATCHES_PER_CLIP,
+        "genres": clips.genres, "seed": SEED, "holdout_share": HOLDOUT,
+        "sources": [portable(s) for s in args.data],
+        "extra": None if extra is None else {"mapping": REGIONAL_AS_GTZAN, "clips": [portable(p) for p in extra.paths]},
+        "duplicates_dropped": [[portable(a), portable(b)] for a, b in clips.dropped],
+        "holdout": [portable(clips.ds.paths[i]) for i in clips.holdout], "folds": [],
+    }
+    names = []
+    for k, (head, temperature, va, logits) in enumerate(tqdm(fold_heads(clips, extra), desc="export", unit="fold")):
+        name = f"{args.name}_fold{k}"
+        shutil.rmtree(args.out / name, ignore_errors=True)
+        export_head(head, temperature, args.out / name)
+        names.append(name)
+        accuracy = float(np.mean(logits.argmax(1) == clips.ds.labels[va]))
+        record["folds"].append({
+            "model": name, "val_accuracy": accuracy, "temperature": temperature,
+            "validation": [portable(clips.ds.paths[i]) for i in va], "validation_logits": logits.round(4).tolist(),
+        })
+        tqdm.write(f"fold {k}: validation accuracy {accuracy:.3f} on {len(va)} clips, T={temperature:.2f}")
+    write_models_config(args.out / "models.config", [EAR_MODEL, *names])
+    if args.out.resolve() == DEFAULT_OUT.resolve():  # the Kubernetes ConfigMap serves the same file
+        write_models_config(DEPLOY_MODELS_CONFIG, [EAR_MODEL, *names])
+    (args.out / "training.json").write_text(json.dumps(record, indent=1))
+    print(f"models in {args.out}: {', '.join([EAR_MODEL, *names])}")
+
+
+if __name__ == "__main__":
+    main()
