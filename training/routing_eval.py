@@ -18,6 +18,7 @@ from services.recommender.build import build_generation
 from services.recommender.options import Options
 from services.recommender.routing import STRATEGIES, RoutingPolicy, Vote
 from services.recommender.search import Query, recommend
+from services.recommender.space import EMBEDDING_SHARE
 from services.recommender.store import SongRecord, load_current
 
 
@@ -25,7 +26,8 @@ from services.recommender.store import SongRecord, load_current
 class CatalogClips:
     ids: list[str]
     genres: list[str]
-    vectors: np.ndarray
+    vectors: np.ndarray  # [n, 57 features + the ear's embedding] (services/recommender/space.py)
+    embedding_share: float = EMBEDDING_SHARE
 
 
 @dataclass
@@ -42,8 +44,10 @@ class CatalogIndex:
     def __init__(self, catalog: CatalogClips) -> None:
         self._tmp = tempfile.TemporaryDirectory()
         songs = [SongRecord(i, i, "", "", g) for i, g in zip(catalog.ids, catalog.genres, strict=True)]
+        dim = catalog.vectors.shape[1] - len(FEATURE_NAMES)
+        embedding = {"model": "musicnn_msd", "version": 1, "dim": dim} if dim else None
         build_generation(Path(self._tmp.name), songs, catalog.vectors, SCHEMA_VERSION, FEATURE_NAMES,
-                         FEATURE_GROUPS, progress=False)
+                         FEATURE_GROUPS, embedding=embedding, embedding_share=catalog.embedding_share, progress=False)
         self.index = load_current(Path(self._tmp.name))
 
     def consistency(self, queries: Queries, policy: RoutingPolicy, k: int = 5) -> dict:
@@ -88,3 +92,21 @@ def tune_mass(
     vote = mean_over_pairs(RoutingPolicy("vote"), "consistency_at_k")
     best = max(rows, key=lambda r: (r["consistency_at_k"], -r["mean_genres_searched"]))
     return {"grid": rows, "vote_consistency_at_k": vote, "best": best}
+
+
+def tune_share(
+    make_pairs, shares=(0.0, 0.5, 0.75, 0.9, 1.0), strategies=("vote", "mass", "all")
+) -> dict:
+    """Consistency@5 out of fold for each share of the ear's embedding in the similarity space
+    (space.py) and each routing strategy; `make_pairs(share)` builds the tuning pairs."""
+    rows = []
+    for share in shares:
+        pairs = make_pairs(share)
+        row = {"embedding_share": share}
+        for strategy in strategies:
+            results = [(index.consistency(q, RoutingPolicy(strategy))["consistency_at_k"], len(q.truths))
+                       for index, q in pairs]
+            row[strategy] = sum(v * n for v, n in results) / sum(n for _, n in results)
+        rows.append(row)
+    best = max(rows, key=lambda r: max(r[s] for s in strategies))
+    return {"rows": rows, "best_share": best["embedding_share"]}

@@ -47,6 +47,7 @@ def build_generation(
     feature_names: list[str],
     feature_groups: dict[str, list[str]],
     embedding: dict | None = None,
+    embedding_share: float = EMBEDDING_SHARE,
     source: str = "",
     m: int = DEFAULT_M,
     ef_construction: int = DEFAULT_EF_CONSTRUCTION,
@@ -70,7 +71,7 @@ def build_generation(
         raise ValueError(f"vectors have {raw.shape[1]} columns; {len(feature_names)} features and "
                          f"{n_embedding} embedding values expected")
     mean, scale = fit_standardiser(raw)
-    weights = column_weights(len(feature_names), n_embedding)
+    weights = column_weights(len(feature_names), n_embedding, embedding_share)
     scale = scale / weights  # the parts' weights, folded into the scaler (space.py)
     z = standardised(raw, mean, scale)
     labels = np.array([s.genre for s in songs])
@@ -96,7 +97,7 @@ def build_generation(
         "genres": files,
         "typical_gaps": typical_gaps(columns, z, genre_rows),
         "hnsw": {"space": "cosine", "M": m, "ef_construction": ef_construction},
-        **({"embedding": {**embedding, "share": EMBEDDING_SHARE}} if embedding else {}),
+        **({"embedding": {**embedding, "share": embedding_share}} if embedding else {}),
         "source": source,
     }
     with open(index_dir / ".publish.lock", "w") as lock:

@@ -19,7 +19,15 @@ import numpy as np
 from services.recommender.options import Options
 from services.recommender.store import IndexSet, SongRecord
 
-SAME_RECORDING = 0.99999  # cosine similarity of two standardised vectors of the same audio
+SAME_RECORDING = 0.99999  # cosine similarity of two songs' standardised features: the same audio
+
+
+def _features_unit(units: np.ndarray, n_features: int) -> np.ndarray:
+    """The 57 features' part of unit vectors (space.py: the features come first), unit length:
+    the same audio has the same features, whatever else a vector holds (a features-only query
+    has no embedding of its own)."""
+    part = np.asarray(units, dtype=np.float32)[..., :n_features]
+    return part / np.maximum(np.linalg.norm(part, axis=-1, keepdims=True), 1e-12)
 
 
 def title_key(song: SongRecord) -> tuple[str, str] | None:
@@ -66,7 +74,8 @@ class Rules:
         self._units: dict[int, np.ndarray] = {}
         self.options = options
         self.seed_ids = set(seed_ids)
-        self.seed_units = seed_units  # [seeds, F], unit length
+        self.n_features = len(index_set.feature_names)
+        self.seed_features = _features_unit(seed_units, self.n_features)  # [seeds, 57], unit length
         seed_rows = [r for i in seed_ids if (r := index_set.row_of(i)) is not None]
         self.seed_titles = {key for r in seed_rows if (key := title_key(self.songs[r]))}
         self.cap = options.max_per_artist if cap_artists else 0
@@ -83,6 +92,9 @@ class Rules:
             self.prefetch([row])
         return self._units[row]
 
+    def features_unit(self, row: int) -> np.ndarray:
+        return _features_unit(self.unit(row), self.n_features)
+
     def refuses(self, row: int, similarity: float) -> str | None:
         """The rule that keeps this song out of the answer whatever else is chosen, or None."""
         rule = self._refusal(row, similarity)
@@ -94,7 +106,7 @@ class Rules:
         song, o = self.songs[row], self.options
         if song.id in self.seed_ids or title_key(song) in self.seed_titles:
             return "seed"
-        if len(self.seed_units) and float(np.max(self.seed_units @ self.unit(row))) >= SAME_RECORDING:
+        if len(self.seed_features) and float(np.max(self.seed_features @ self.features_unit(row))) >= SAME_RECORDING:
             return "seed"
         if song.id in o.exclude_ids:
             return "exclude_ids"
@@ -116,7 +128,8 @@ class Rules:
         key = title_key(song)
         if song.id in chosen.ids or (key and key in chosen.titles):
             return "duplicate"
-        if chosen.rows and max(float(self.unit(r) @ self.unit(row)) for r in chosen.rows) >= SAME_RECORDING:
+        mine = self.features_unit(row)
+        if chosen.rows and max(float(self.features_unit(r) @ mine) for r in chosen.rows) >= SAME_RECORDING:
             return "duplicate"
         artist = song.artist.casefold()
         if self.cap and artist and chosen.per_artist.get(artist, 0) >= self.cap:

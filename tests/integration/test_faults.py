@@ -221,7 +221,7 @@ def test_broken_catalog_rows_are_reported_not_lost(synthetic_index: Catalog, fea
 def test_bounded_load_has_zero_errors(recommender: Proc, synthetic_index: Catalog) -> None:
     seconds = float(os.environ.get("LOAD_SECONDS", "60"))
     channel, stub = stub_for(recommender)
-    values = load_current(synthetic_index.index_dir).raw_rows([0])[0].tolist()
+    values = load_current(synthetic_index.index_dir).raw_rows([0])[0][: len(FEATURE_NAMES)].tolist()  # the 57 features
     vector = audio_pb2.FeatureVector(schema_version=SCHEMA_VERSION, names=FEATURE_NAMES, values=values)
     latencies: dict[str, list[float]] = {"by_id": [], "by_features": [], "by_audio": []}
     errors: list[str] = []

@@ -201,7 +201,7 @@ def test_rebuild_swaps_generation_without_failed_queries(stub, synthetic_index: 
         build_generation(
             synthetic_index.index_dir, list(current.songs), current.raw_rows(np.arange(len(current.songs))),
             SCHEMA_VERSION, FEATURE_NAMES,
-            current.manifest["feature_groups"], progress=False,
+            current.manifest["feature_groups"], embedding=current.manifest["embedding"], progress=False,
         )
         time.sleep(1.0)
     deadline = time.monotonic() + 10

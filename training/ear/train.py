@@ -3,7 +3,8 @@
     python -m training.ear.train                     # GTZAN in ../shared/data (+ the Argentine set's
                                                      # rock, reggae, rap and clasico clips) -> models/
     python -m training.ear.train --data ../shared/data/regional_mini/genres --name regional \\
-        --out models-regional --no-extra             # another taxonomy on the same ear
+        --out models-regional --holdout 0.2          # another taxonomy on the same ear (the hold-out
+                                                     # its from-scratch folds had)
 
 Each fold head reads the ear's clip embedding (training/ear/heads.py: HEAD), is trained on the
 other folds' clips (plus the mapped extra clips), gets its temperature on its own validation
@@ -83,9 +84,10 @@ def main() -> None:
     parser.add_argument("--name", default="linear", help="fold model prefix: <name>_fold<k>")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--no-extra", action="store_true", help="train on --data's clips only")
+    parser.add_argument("--holdout", type=float, default=HOLDOUT, help="share of each genre held out, by artist")
     args = parser.parse_args()
 
-    clips = load_clips(args.data)
+    clips = load_clips(args.data, args.holdout)
     extra = None if args.no_extra else load_extra(REGIONAL_ROOTS, REGIONAL_AS_GTZAN, clips.genres)
     print(f"{len(clips.ds.labels)} clips ({len(clips.dropped)} duplicates dropped), {len(set(clips.groups))} "
           f"artists; hold-out {len(clips.holdout)}, folds over {len(clips.rest)}; "
@@ -97,7 +99,7 @@ def main() -> None:
     record = {
         "ear": json.loads((EAR_SOURCE / "PROVENANCE.json").read_text()),
         "head": HEAD, "linear_c": heads.LINEAR_C, "patches_per_clip": PATCHES_PER_CLIP,
-        "genres": clips.genres, "seed": SEED, "holdout_share": HOLDOUT,
+        "genres": clips.genres, "seed": SEED, "holdout_share": args.holdout,
         "sources": [portable(s) for s in args.data],
         "extra": None if extra is None else {"mapping": REGIONAL_AS_GTZAN, "clips": [portable(p) for p in extra.paths]},
         "duplicates_dropped": [[portable(a), portable(b)] for a, b in clips.dropped],
