@@ -11,11 +11,12 @@ SITE     = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["
 
 LINTED  := services training devtools tests bench scripts
 # make train / evaluate on another taxonomy, e.g.
-#   make train DATA=../shared/data/regional_mini/genres NAME=regional MODELS=models-regional REPORTS=reports/regional
+#   make train DATA=../shared/data/regional_mini/genres NAME=regional MODELS=models-regional REPORTS=reports/regional HOLDOUT=0.2
 DATA    ?= ../shared/data/gtzan_mini/genres ../shared/data/gtzan_extra/genres
 NAME    ?= linear
 MODELS  ?= models
 REPORTS ?= reports
+HOLDOUT ?= 0.25
 # every process gets a numba cache of its own (a shared one segfaulted under concurrent writers)
 # The contracts as last released (a buf image): changes must stay wire- and source-compatible.
 PROTO_BASELINE = protos/released/musicrec-v1.json
@@ -83,11 +84,12 @@ deploy-check: setup ## offline: kubectl kustomize (base, jobs, secure and bf16 o
 demo: setup ## everything up on loopback, the demo catalog indexed, top-5 tables printed
 	$(NUMBA) $(PYTHON) -m scripts.demo
 
-bench: setup ## benchmarks: featurizer vs floor/naive/Essentia; recommender latency, HNSW vs exact, memory; ingestion; upload vs floor
+bench: setup ## benchmarks: featurizer vs floor/naive/Essentia; recommender latency, HNSW vs exact, memory; ingestion; upload vs floor; the ear's CPU
 	$(NUMBA) $(PYTHON) -m bench.featurize
 	$(NUMBA) $(PYTHON) -m bench.recommend
 	$(NUMBA) $(PYTHON) -m bench.ingest
 	$(NUMBA) $(PYTHON) -m bench.upload
+	$(NUMBA) $(PYTHON) -m bench.ear
 
 bench-recommend: setup ## recommender only: p50/p99/rps by id, HNSW vs exact at 100k and 1M
 	$(NUMBA) $(PYTHON) -m bench.recommend
@@ -96,7 +98,7 @@ ear: setup ## convert musicnn's MSD checkpoint (pinned wheel, fetched by pip now
 	$(NUMBA) $(PYTHON) -m training.ear.convert
 
 train: setup ## retrain the five fold heads on the ear (DATA, NAME, MODELS), then evaluate them into REPORTS
-	$(NUMBA) $(PYTHON) -m training.ear.train --data $(DATA) --name $(NAME) --out $(MODELS)
+	$(NUMBA) $(PYTHON) -m training.ear.train --data $(DATA) --name $(NAME) --out $(MODELS) --holdout $(HOLDOUT)
 	$(NUMBA) $(PYTHON) -m training.evaluate --models $(MODELS) --out $(REPORTS)
 
 evaluate: setup ## the report of the models in MODELS: REPORTS/evaluation.json and its plots

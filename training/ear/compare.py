@@ -28,7 +28,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from services.classifier.voting import Ballot, tally
-from services.common.quiet_tensorflow import import_tensorflow
 from training.calibrate import calibrated, fit_temperature
 from training.ear import heads
 from training.ear.clips import GTZAN_ROOTS, REGIONAL_AS_GTZAN, REGIONAL_ROOTS, ROOT, Clips, load_clips, load_extra
@@ -36,8 +35,6 @@ from training.ear.convert import PATCHES_PER_CLIP
 from training.ear.embed import PATCH_COUNTS
 from training.ear.musicnn import N_BANDS, PATCH_FRAMES
 from training.stats import balanced_accuracy, fmt, with_ci
-
-tf = import_tensorflow()
 
 REPORTS = ROOT / "reports"
 TOLERANCE = 0.02
@@ -107,7 +104,7 @@ def heads_table(clips: Clips, extra) -> dict:
             "today_xception_mini_on_unseen_holdout": legacy_row(clips)}
 
 
-def ear_cpu_ms_per_patch(bfloat16: bool, batch: int = 8, repeats: int = 5) -> float:
+def ear_cpu_ms_per_patch(bfloat16: bool, batch: int = 8, repeats: int = 5) -> float:  # also bench/ear.py
     """CPU ms per patch of the served ear (its `patches` signature), one thread, in a fresh process."""
     import subprocess
     import sys
