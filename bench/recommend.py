@@ -34,7 +34,8 @@ from services.recommender.build import build_generation
 from services.recommender.index import DEFAULT_EF_SEARCH, DEFAULT_M, GenreIndex, exact_search, normalise_rows
 from services.recommender.store import SongRecord
 
-DIM = len(FEATURE_NAMES)
+EAR = {"model": "musicnn_msd", "version": 1, "dim": 200}  # what ingestion records of the ear
+DIM = len(FEATURE_NAMES) + EAR["dim"]  # a song's vector: the features, then the ear's embedding (space.py)
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 
 
@@ -42,7 +43,7 @@ def clustered(n: int, seed: int, clusters: int = 200) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = np.random.default_rng(0).standard_normal((clusters, DIM)) * 2
     out = np.empty((n, DIM), dtype=np.float32)
-    for start in range(0, n, 100_000):  # in blocks: 1M x 57 without a float64 copy
+    for start in range(0, n, 100_000):  # in blocks: 1M x 257 without a float64 copy
         m = min(100_000, n - start)
         out[start : start + m] = centres[rng.integers(0, clusters, m)] + rng.standard_normal((m, DIM))
     return out
@@ -55,7 +56,8 @@ def synthetic_catalog(index_dir: Path, songs: int) -> list[str]:
         for i in range(songs)
     ]
     vectors = clustered(songs, 1)
-    build_generation(index_dir, records, vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS, progress=False)
+    build_generation(index_dir, records, vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS, embedding=EAR,
+                     progress=False)
     return [r.id for r in records]
 
 
@@ -219,9 +221,11 @@ def layouts(n: int) -> tuple[float, dict[str, dict]]:
         folder = Path(name)
         songs, vectors = classified_songs(n), clustered(n, 3)
         started = time.perf_counter()
-        build_generation(folder, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS, progress=False)
+        build_generation(folder, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS, embedding=EAR,
+                         progress=False)
         build_s = time.perf_counter() - started
-        build_generation(folder, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS, progress=False)
+        build_generation(folder, songs, vectors, SCHEMA_VERSION, FEATURE_NAMES, FEATURE_GROUPS, embedding=EAR,
+                         progress=False)
         old = folder / "gen-before"  # the layout before: songs.json, raw.npy, graphs of M=32
         old.mkdir()
         (old / "songs.json").write_text(json.dumps([asdict(s) for s in songs]))

@@ -185,7 +185,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    parser.add_argument("--session-config", type=Path,
+                        help="run the models under a TF Serving session config, e.g. "
+                             "deploy/components/tfserving-bf16/session.config (bfloat16)")
     args = parser.parse_args()
+    if args.session_config:
+        from services.common.quiet_tensorflow import import_tensorflow
+        from services.modelserver.session_config import apply_session_config
+
+        print(f"session config: {apply_session_config(import_tensorflow(), args.session_config).rewrites}")
     record = json.loads((args.models / "training.json").read_text())
     genres, names = record["genres"], [f["model"] for f in record["folds"]]
     holdout_paths = [str(resolve(p)) for p in record["holdout"]]
