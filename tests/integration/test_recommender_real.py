@@ -43,6 +43,7 @@ def stub(gtzan_index: Path, featurizer: Proc, classifier: Proc, tmp_path_factory
         "REDIS_URL": "off",
         "FEATURIZER_ADDR": featurizer.address,
         "CLASSIFIER_ADDR": classifier.address,
+        "ROUTING": "mass",  # the probability-mass rule (the default is the vote: test_routing.py)
     }
     with (
         running("services.recommender", env, tmp_path_factory.mktemp("rec")) as rec,

@@ -160,9 +160,11 @@ def test_routed_genres_are_merged_by_similarity_plus_log_prior(tmp_path: Path) -
     query = vectors[0] + 0.5
     even = recommend(index, Query.one(query, [Route("rock", 0.5, "m"), Route("jazz", 0.5, "m")], Options(k=60))).hits
     assert [h.similarity for h in even] == sorted((h.similarity for h in even), reverse=True)
-    # an unlikely genre needs a clearly closer song: with jazz at 1e-6 of rock's probability,
-    # every rock song ranks first, whatever the similarities
-    skewed = recommend(index, Query.one(query, [Route("rock", 1.0, "m"), Route("jazz", 1e-6, "m")], Options(k=60))).hits
+    # an unlikely genre needs a clearly closer song: with jazz at 1e-20 of rock's probability
+    # (a prior of 0.05 x ln 1e-20 = -2.3, more than any two cosines differ), every rock song
+    # ranks first, whatever the similarities
+    skewed = recommend(index, Query.one(query, [Route("rock", 1.0, "m"), Route("jazz", 1e-20, "m")],
+                                        Options(k=60))).hits
     genres = [h.song.genre for h in skewed]
     assert genres == sorted(genres, key=lambda g: g != "rock") and "jazz" in genres
 

@@ -6,7 +6,8 @@
         --out models-regional --holdout 0.2          # another taxonomy on the same ear (the hold-out
                                                      # its from-scratch folds had)
 
-Each fold head reads the ear's clip embedding (training/ear/heads.py: HEAD), is trained on the
+Each fold head reads the ear's clip embedding (training/ear/heads.py: HEAD; its L2 strength
+chosen by out-of-fold balanced accuracy over the taxonomy's own folds), is trained on the
 other folds' clips (plus the mapped extra clips), gets its temperature on its own validation
 fold (artist-disjoint from its training clips) and is exported as <out>/<name>_fold<k>/1/.
 The ear (models/musicnn_msd, from `python -m training.ear.convert`) is copied beside the folds
@@ -44,11 +45,13 @@ from training.ear.clips import (
 )
 from training.ear.convert import MODEL_NAME, PATCHES_PER_CLIP
 from training.ear.fold_export import export_head
+from training.stats import balanced_accuracy
 
 DEFAULT_OUT = ROOT / "models"
 EAR_SOURCE = DEFAULT_OUT / MODEL_NAME
 DEPLOY_MODELS_CONFIG = ROOT / "deploy" / "base" / "tfserving" / "models.config"
 HEAD = "linear"  # chosen by grouped CV (training/ear/compare.py, reports/heads.json)
+LINEAR_CS = (0.001, 0.003, 0.01, 0.03, 0.1)  # its L2 strength: chosen per taxonomy out of fold
 
 
 def write_models_config(path: Path, names: list[str], base_dir: str = "/models") -> None:
@@ -66,6 +69,22 @@ def training_rows(clips: Clips, rows: np.ndarray, extra: Extra | None, patches: 
     if extra is not None:
         x, y = np.vstack([x, extra.ear.embeddings[patches]]), np.concatenate([y, extra.labels])
     return x, y
+
+
+def choose_c(clips: Clips, extra: Extra | None, patches: int = PATCHES_PER_CLIP) -> tuple[float, dict[str, float]]:
+    """The linear head's L2 strength with the best out-of-fold balanced accuracy over the
+    taxonomy's own folds: (C, {C: balanced accuracy})."""
+    scores = {}
+    for c in LINEAR_CS:
+        heads.LINEAR_C = c
+        rows, predicted = [], []
+        for _, _, va, logits in fold_heads(clips, extra, patches=patches):
+            rows.append(va)
+            predicted.append(logits.argmax(1))
+        scores[str(c)] = balanced_accuracy(clips.ds.labels[np.concatenate(rows)], np.concatenate(predicted))
+    best = max(LINEAR_CS, key=lambda c: scores[str(c)])
+    heads.LINEAR_C = best
+    return best, scores
 
 
 def fold_heads(clips: Clips, extra: Extra | None, kind: str = HEAD, patches: int = PATCHES_PER_CLIP):
@@ -92,13 +111,15 @@ def main() -> None:
     print(f"{len(clips.ds.labels)} clips ({len(clips.dropped)} duplicates dropped), {len(set(clips.groups))} "
           f"artists; hold-out {len(clips.holdout)}, folds over {len(clips.rest)}; "
           f"{0 if extra is None else len(extra.labels)} extra training clips")
+    c, scores = choose_c(clips, extra)
+    print(f"linear head: C {c} (out-of-fold balanced accuracy by C: {scores})")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.out.resolve() != DEFAULT_OUT.resolve():
         shutil.rmtree(args.out / MODEL_NAME, ignore_errors=True)
         shutil.copytree(EAR_SOURCE, args.out / MODEL_NAME)
     record = {
         "ear": json.loads((EAR_SOURCE / "PROVENANCE.json").read_text()),
-        "head": HEAD, "linear_c": heads.LINEAR_C, "patches_per_clip": PATCHES_PER_CLIP,
+        "head": HEAD, "linear_c": c, "linear_c_out_of_fold": scores, "patches_per_clip": PATCHES_PER_CLIP,
         "genres": clips.genres, "seed": SEED, "holdout_share": args.holdout,
         "sources": [portable(s) for s in args.data],
         "extra": None if extra is None else {"mapping": REGIONAL_AS_GTZAN, "clips": [portable(p) for p in extra.paths]},
