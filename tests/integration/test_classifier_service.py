@@ -201,6 +201,24 @@ def test_one_fold_missing_votes_with_the_rest(modelserver, tmp_path) -> None:
     assert not reply.folds[4].available
 
 
+def test_an_ear_the_model_server_lacks_keeps_the_classifier_not_serving(modelserver, tmp_path) -> None:
+    """No vote without the ear: a models.config whose ear TF Serving does not serve leaves the
+    classifier NOT_SERVING, and its log names the ear it waits for."""
+    config = write_models_config(tmp_path / "models.config", ["musicnn_other", *FOLDS])
+    env = {"TF_SERVING_ADDR": modelserver.address, "MODEL_CONFIG_FILE": str(config), "EAR_MODEL": "musicnn_other"}
+    cl = start("services.classifier", env, tmp_path, wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while "waiting for TF Serving" not in cl.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "musicnn_other (the ear" in cl.log()
+        with grpc.insecure_channel(cl.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        cl.stop()
+
+
 def test_model_server_down_keeps_the_classifier_not_serving_and_says_why(tmp_path) -> None:
     env = {"TF_SERVING_ADDR": f"127.0.0.1:{free_port()}", "PREDICT_TIMEOUT_SECONDS": "2"}
     cl = start("services.classifier", env, tmp_path, wait=False)

@@ -53,3 +53,31 @@ def test_the_embedding_decides_the_neighbours_and_the_features_stay_readable(tmp
     assert {int(h.song.id[1:]) < n // 2 for h in recommend(index, query).hits} == {True}
     by_features = Query.one(joined(features[3], None, index.mean), [Route("one", 1.0, "all")], Options(k=5))
     assert "s3" not in [h.song.id for h in recommend(index, by_features).hits]  # the same recording
+
+
+def test_an_upload_embedded_by_another_ear_is_refused(tmp_path) -> None:
+    """Vectors of two ears are not comparable: an index says which ear made it, and an upload
+    embedded by another (or another version) is UNAVAILABLE with the fix, not a silent mismatch."""
+    import grpc
+
+    from musicrec.v1 import audio_pb2, classifier_pb2
+    from services.common.errors import ServiceError
+    from services.recommender.lookup import analysed_vector
+
+    rng = np.random.default_rng(2)
+    songs = [SongRecord(f"s{i}", f"s{i}", "", "", "one") for i in range(8)]
+    build_generation(tmp_path, songs, rng.standard_normal((8, F + D)).astype(np.float32), SCHEMA_VERSION,
+                     FEATURE_NAMES, FEATURE_GROUPS, embedding={"model": "musicnn_msd", "version": 1, "dim": D},
+                     progress=False)
+    index = load_current(tmp_path)
+    features = audio_pb2.FeatureVector(schema_version=SCHEMA_VERSION, values=rng.standard_normal(F).tolist())
+
+    def vote(model: str, version: int, dim: int) -> classifier_pb2.ClassifyResponse:
+        return classifier_pb2.ClassifyResponse(embedding=classifier_pb2.Embedding(
+            model_name=model, model_version=version, values=rng.standard_normal(dim).tolist()))
+
+    assert analysed_vector(index, features, vote("musicnn_msd", 1, D)).shape == (F + D,)
+    for other in (vote("musicnn_mtt", 1, D), vote("musicnn_msd", 2, D), vote("musicnn_msd", 1, 64)):
+        with pytest.raises(ServiceError) as err:
+            analysed_vector(index, features, other)
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE and "re-run the ingestion" in err.value.message
