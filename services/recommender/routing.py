@@ -58,7 +58,7 @@ def from_classification(vote: classifier_pb2.ClassifyResponse) -> Vote:
 class RoutingPolicy:
     # With the ear's heads the vote is the default (reports/evaluation.json, routing): on the 41
     # hold-out queries of whole artists consistency@5 was 0.756 for the vote, 0.751 runner_up,
-    # 0.727 mass, 0.654 all; out of fold (130 queries) mass at its best settings (mass 0.5, prior
+    # 0.727 mass, 0.659 all; out of fold (130 queries) mass at its best settings (mass 0.5, prior
     # weight 0.05, kept below for ROUTING=mass) tied the vote, 0.571 against 0.569. A calibrated
     # vote that is right three times in four leaves hedging little to win.
     strategy: str = "vote"

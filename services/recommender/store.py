@@ -109,13 +109,24 @@ class IndexSet:
         return (self.z_rows(rows) * self.scale + self.mean).astype(np.float32)
 
     def standardise(self, raw: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore"):  # the caller checks for non-finite results
-            return standardised(raw, self.mean, self.scale)
+        """A query's standardised vectors; NaN where a value is past float32's range before the
+        cap (the caller refuses those: no song is that far out)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (np.asarray(raw, dtype=np.float64) - self.mean) / self.scale
+            capped = standardised(raw, self.mean, self.scale)
+        capped[~(np.abs(z) <= np.finfo(np.float32).max)] = np.nan
+        return capped
+
+
+Z_LIMIT = 10.0  # a standardised value is capped here: no song can swamp a vector's other columns
 
 
 def standardised(raw: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Raw feature vectors [n, F] as the index stores them: (raw - mean) / scale, float32."""
-    return ((np.asarray(raw, dtype=np.float64) - mean) / scale).astype(np.float32)
+    """Raw feature vectors [n, F] as the index stores them: (raw - centre) / scale, capped at
+    ±Z_LIMIT (a song that far out on a feature stays far, without overflowing float32 or
+    drowning its other features), float32."""
+    z = (np.asarray(raw, dtype=np.float64) - mean) / scale
+    return np.clip(z, -Z_LIMIT, Z_LIMIT).astype(np.float32)
 
 
 def vector_dim(manifest: dict) -> int:

@@ -179,15 +179,40 @@ def test_manifest_carries_the_feature_groups_reasons_use(tmp_path: Path) -> None
     assert any(group in hit.reason for group in FEATURE_GROUPS)
 
 
-def test_the_standardiser_fits_as_sklearn_does() -> None:
+def test_the_standardiser_fits_as_sklearn_does_on_an_ordinary_catalog() -> None:
     from sklearn.preprocessing import StandardScaler
 
     from services.recommender.build import fit_standardiser
 
     raw = clustered(300, dim=12, clusters=4, seed=5) * np.geomspace(0.01, 100, 12, dtype=np.float32)
     raw[:, 3] = 7.0  # a constant feature
+    raw[:290, 5] = 0.0  # mostly one value (the ear's embedding has such dimensions): not clipped
     mean, scale = fit_standardiser(raw)
     expected = StandardScaler().fit(raw)
     np.testing.assert_allclose(mean, expected.mean_, rtol=1e-6)
     np.testing.assert_allclose(scale, expected.scale_, rtol=1e-5)
     assert scale[3] == 1.0
+
+
+def test_one_absurd_song_barely_moves_other_songs_answers(tmp_path: Path) -> None:
+    """A song whose features are 1e19 (a sine x 1e10 as a float WAV, before the featurizer refused
+    such levels) against an ordinary one in its place: the scaler clips it before fitting, so the
+    other songs keep their nearest song (with a plain mean and standard deviation its six
+    features' scales grew to 1e18 and a sixth of the nearest songs changed)."""
+    songs, vectors = songs_and_vectors()
+    odd = SongRecord("odd", "odd", "x", "2001-01-01", "rock", "rock", 1.0, ["rock"])
+    ordinary = clustered(1, clusters=6, seed=9)
+    absurd = ordinary.copy()
+    absurd[0, :6] = 5e19
+    build(tmp_path / "ordinary", [*songs, odd], np.vstack([vectors, ordinary]))
+    build(tmp_path / "absurd", [*songs, odd], np.vstack([vectors, absurd]))
+
+    def nearest(index, row: int) -> list[str]:
+        song = index.songs[row]
+        query = Query.one(index.raw_rows([row])[0], routes(song.genre), Options(k=6), exclude_id=song.id)
+        return [h.song.id for h in recommend(index, query).hits if h.song.id != "odd"][:4]
+
+    before = [nearest(load_current(tmp_path / "ordinary"), r) for r in range(len(songs))]
+    after = [nearest(load_current(tmp_path / "absurd"), r) for r in range(len(songs))]
+    assert np.mean([b[0] == a[0] for b, a in zip(before, after, strict=True)]) >= 0.9
+    assert np.mean([len(set(b) & set(a)) / 4 for b, a in zip(before, after, strict=True)]) >= 0.95
