@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,17 @@ KEEP_GENERATIONS = 3
 WINSOR_SPAN = 1.0  # fit_standardiser clips at the 5th-95th percentile range beyond it
 
 
+def _generations(index_dir: Path) -> list[int]:
+    return sorted(int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit())
+
+
 def _next_generation(index_dir: Path) -> int:
-    numbers = [int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit()]
-    return max([*numbers, current_generation(index_dir) or 0]) + 1
+    """A number no generation had, anywhere: the publishing time in milliseconds (or one more than
+    this folder's newest). A rebuild in an empty folder therefore still outnumbers what running
+    servers serve (they only swap to a newer number), and cache keys, which carry the number,
+    never meet answers of an older catalog."""
+    newest = max([*_generations(index_dir), current_generation(index_dir) or 0])
+    return max(newest + 1, time.time_ns() // 1_000_000)
 
 
 def fit_standardiser(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +135,6 @@ def build_generation(
 
 def _prune(index_dir: Path, newest: int) -> None:
     """Keep the last few generations: a server may still be loading the previous one."""
-    for path in index_dir.glob("gen-*"):
-        number = path.name[4:]
-        if number.isdigit() and int(number) <= newest - KEEP_GENERATIONS:
-            shutil.rmtree(path, ignore_errors=True)
+    for number in _generations(index_dir)[:-KEEP_GENERATIONS]:
+        if number != newest:
+            shutil.rmtree(index_dir / generation_name(number), ignore_errors=True)

@@ -1,8 +1,8 @@
 """Index generations on disk, the read side (serving): load one, find the current one.
 
-    <INDEX_DIR>/CURRENT            -> "gen-000007" (replaced atomically with os.replace)
-    <INDEX_DIR>/gen-000007/        manifest.json, songs/ (columns, songs.py), norms.npy,
-                                   scaler.npz, hnsw-NN.bin (one graph per genre)
+    <INDEX_DIR>/CURRENT                -> "gen-1796712345678" (replaced atomically with os.replace)
+    <INDEX_DIR>/gen-1796712345678/     manifest.json, songs/ (columns, songs.py), norms.npy,
+                                       scaler.npz, hnsw-NN.bin (one graph per genre)
 
 The graphs hold the only copy of the vectors: each song's standardised vector, unit length
 (cosine space). Its length (norms.npy) and the scaler give back the standardised and the raw

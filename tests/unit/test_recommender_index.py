@@ -76,11 +76,13 @@ def songs_and_vectors(per_genre: int = 30) -> tuple[list[SongRecord], np.ndarray
 def test_generations_swap_atomically_and_old_ones_are_pruned(tmp_path: Path) -> None:
     songs, vectors = songs_and_vectors()
     assert load_current(tmp_path) is None
-    for expected in range(1, KEEP_GENERATIONS + 3):
-        assert build(tmp_path, songs, vectors) == expected
-        assert current_generation(tmp_path) == expected
+    published = []
+    for _ in range(KEEP_GENERATIONS + 2):
+        published.append(build(tmp_path, songs, vectors))
+        assert current_generation(tmp_path) == published[-1]
+    assert published == sorted(set(published))  # every build a new, larger number
     loaded = load_current(tmp_path)
-    assert loaded.generation == KEEP_GENERATIONS + 2 and loaded.genres == ["jazz", "rock"]
+    assert loaded.generation == published[-1] and loaded.genres == ["jazz", "rock"]
     assert [s.id for s in loaded.songs] == [s.id for s in songs]
     np.testing.assert_allclose(loaded.standardise(vectors).mean(axis=0), 0.0, atol=1e-4)
     kept = sorted(p.name for p in tmp_path.glob("gen-*"))
@@ -91,8 +93,29 @@ def test_concurrent_builds_publish_distinct_generations(tmp_path: Path) -> None:
     songs, vectors = songs_and_vectors()
     with ThreadPoolExecutor(4) as pool:
         numbers = list(pool.map(lambda _: build(tmp_path, songs, vectors), range(4)))
-    assert sorted(numbers) == [1, 2, 3, 4]
-    assert current_generation(tmp_path) == 4 and load_current(tmp_path).manifest["generation"] == 4
+    assert len(set(numbers)) == 4
+    assert current_generation(tmp_path) == max(numbers) == load_current(tmp_path).manifest["generation"]
+
+
+def test_a_rebuild_in_an_empty_folder_outnumbers_what_was_served(tmp_path: Path) -> None:
+    """Generation numbers never repeat: a catalog rebuilt from scratch (a new folder, a wiped
+    volume) gets a larger number than any generation before it, so a running server swaps to it
+    (it only takes newer numbers) and cache keys, which carry the number, miss old answers."""
+    import asyncio
+    import shutil
+
+    from services.recommender.live import LiveIndex
+
+    songs, vectors = songs_and_vectors()
+    old = build(tmp_path, songs, vectors)
+    live = LiveIndex(tmp_path, 1.0)
+    asyncio.run(live.refresh())
+    assert live.get().generation == old
+    for path in list(tmp_path.iterdir()):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    new = build(tmp_path, songs[:10], vectors[:10])
+    assert new > old and asyncio.run(live.refresh())
+    assert live.get().generation == new and len(live.get().songs) == 10
     assert not list(tmp_path.glob(".gen-building-*"))
 
 
