@@ -159,6 +159,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except grpc.aio.AbortError:
                 code = _code_name(context)
                 raise
+            except NotImplementedError:  # a generated servicer's method this server does not implement
+                code = "UNIMPLEMENTED"
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{service}.{method} is not implemented here")
             except Exception:
                 code = "INTERNAL"
                 log.exception("unhandled error", extra={"method": method})

@@ -95,6 +95,19 @@ def test_model_server_speaks_tf_serving_api(modelserver) -> None:
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_what_the_model_server_does_not_implement_is_unimplemented(modelserver) -> None:
+    """TF Serving's Classify, Regress, MultiInference: the stand-in serves Predict only, and says so
+    with UNIMPLEMENTED, as TF Serving does for what it lacks (it answered INTERNAL and logged a traceback)."""
+    from tensorflow_serving.apis import classification_pb2
+
+    with grpc.insecure_channel(modelserver.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Classify(classification_pb2.ClassificationRequest(), timeout=30)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "Classify" in err.value.details()
+    assert "Traceback" not in modelserver.log()
+
+
 def test_model_server_runs_the_ear_under_tf_servings_session_config(modelserver, tmp_path) -> None:
     """deploy/components/tfserving-bf16's file (TF Serving's --tensorflow_session_config_file): the
     ear's embedding within bfloat16's rounding and the same votes; where bfloat16 is fast the
