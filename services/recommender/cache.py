@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
+from dataclasses import asdict
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
-from google.protobuf.message import Message
 from prometheus_client import Counter
 from redis.exceptions import RedisError
+
+from services.recommender.options import Options
 
 log = logging.getLogger("recommender.cache")
 CACHE = Counter("musicrec_cache_total", "Recommendation cache lookups", ["result"])
@@ -64,9 +67,13 @@ def cache_key(generation: int, kind: str, *parts: object) -> str:
     return ":".join([KEY_PREFIX, f"g{generation}", kind, *(str(p) for p in parts)])
 
 
-def by_id_key(generation: int, song_id: str, options: Message) -> str:
-    """RecommendById's key: every option shapes the answer, so it holds a digest of them all."""
-    digest = hashlib.sha256(options.SerializeToString(deterministic=True)).hexdigest()[:32]
+def by_id_key(generation: int, song_id: str, options: Options) -> str:
+    """RecommendById's key: every option shapes the answer, so it holds a digest of them all, in
+    their parsed, canonical form (k 0 and k 5 are one answer; exclusions are sets, artists and
+    albums casefolded), so equivalent requests share one entry."""
+    canonical = {name: sorted(value) if isinstance(value, frozenset) else value
+                 for name, value in sorted(asdict(options).items())}
+    digest = hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()[:32]
     return cache_key(generation, "id", song_id, digest)
 
 

@@ -65,7 +65,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         options = parse_options(request.options)
         index = self._live.get()
         row = song_row(index, request.song_id)
-        key = by_id_key(index.generation, request.song_id, request.options)
+        key = by_id_key(index.generation, request.song_id, options)
         cached = await self._cache.get(key)
         if cached is not None:
             try:

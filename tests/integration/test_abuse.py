@@ -21,6 +21,7 @@ from services.common.auth import digest
 from services.common.transport import sync_channel
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.cache import by_id_key
+from services.recommender.options import parse_options
 from tests import synth
 from tests.certs import make_pki
 from tests.conftest import MODELS_CONFIG
@@ -152,7 +153,7 @@ def test_cache_poisoning_fails(stub, recommender: Proc, redis_server) -> None:
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     honest = by_id(stub, "beats-03", k=2)
-    key = by_id_key(honest.index_generation, "beats-03", recommender_pb2.RecommendOptions(k=2))
+    key = by_id_key(honest.index_generation, "beats-03", parse_options(recommender_pb2.RecommendOptions(k=2)))
     assert client.exists(key)
     evil = recommender_pb2.RecommendByIdResponse(
         query=honest.query,

@@ -19,6 +19,7 @@ from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc, recommen
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.build import build_generation
 from services.recommender.cache import by_id_key
+from services.recommender.options import parse_options
 from services.recommender.store import generation_name, load_current
 from tests import synth
 from tests.conftest import grpcurl_exe
@@ -64,7 +65,7 @@ def test_second_call_is_cached_and_equal(stub, redis_server) -> None:
     client.flushdb()  # other tests share this Redis
     first = by_id(stub, "tones-01", k=3)
     assert not first.cached
-    key = by_id_key(first.index_generation, "tones-01", recommender_pb2.RecommendOptions(k=3))
+    key = by_id_key(first.index_generation, "tones-01", parse_options(recommender_pb2.RecommendOptions(k=3)))
     assert key.startswith(f"musicrec:v1:rec:g{first.index_generation}:id:tones-01:")  # the generation is in it
     assert 3500 < client.ttl(key) <= 3600  # CACHE_TTL_SECONDS
     second = by_id(stub, "tones-01", k=3)

@@ -230,3 +230,18 @@ def test_a_generation_in_the_layout_before_columns_still_loads(index: IndexSet, 
     assert [s.id for s in old.songs] == [s.id for s in index.songs]
     np.testing.assert_allclose(old.raw_rows(rows), index.raw_rows(rows), rtol=1e-4, atol=1e-4)
     assert old.row_of("jazz-3") == index.row_of("jazz-3") and old.row_of("nope") is None
+
+
+def test_equivalent_options_share_one_cache_entry() -> None:
+    """The cache key is a digest of the parsed options: the default k written out, exclusions in
+    another order or case are one answer, so one entry; any option that changes it, another."""
+    from services.recommender.cache import by_id_key
+
+    def key(**fields) -> str:
+        return by_id_key(7, "jazz-3", parse_options(recommender_pb2.RecommendOptions(**fields)))
+
+    same = key(exclude_ids=["a", "b"], exclude_artists=["Queen"])
+    assert key(k=5, exclude_ids=["b", "a", "a"], exclude_artists=["QUEEN"]) == same
+    assert key(k=6, exclude_ids=["a", "b"], exclude_artists=["Queen"]) != same
+    assert key(exclude_ids=["a"], exclude_artists=["Queen"]) != same
+    assert by_id_key(8, "jazz-3", parse_options(recommender_pb2.RecommendOptions())) != key()
