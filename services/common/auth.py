@@ -2,7 +2,8 @@
 
 - Front door (the recommender, API_KEYS_FILE set): `authorization: Bearer <key>`. The file
   holds one `name:sha256-hex` line per key (only hashes are stored; `python -m devtools.apikey`
-  makes a key and its line) and is re-read when it changes, so keys rotate without a restart.
+  makes a key and its line) and is re-read when its content changes, so keys rotate without a
+  restart; while it is missing or unreadable every key is refused.
 - Internal services (SERVICE_TOKEN_FILE set, or TLS_REQUIRE_CLIENT_CERT): a peer with a
   verified client certificate, or `authorization: Bearer <service token>`.
 - Neither configured: open, and the log says so (the local default).
@@ -43,37 +44,42 @@ def bearer(metadata) -> str | None:
 
 
 class ApiKeys:
-    """Hashed API keys from a file, re-read when its modification time changes."""
+    """Hashed API keys from a file, re-read when its content changes (a digest of the bytes: an
+    edit within the file system's timestamp resolution counts too). A file that disappears or
+    cannot be read refuses every key until it is back, and the log says so once."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._hashes: dict[str, str] = {}  # hash -> key name
-        self._mtime: float | None = None
+        self._content: str | None = None  # digest of the file's bytes; "" while it cannot be read
         self._checked = 0.0
         self._load()
 
     def _load(self) -> None:
         try:
-            mtime = os.stat(self.path).st_mtime
-            if mtime == self._mtime:
-                return
-            hashes = {}
-            with open(self.path) as f:
-                for number, line in enumerate(f, start=1):
-                    line = line.strip()
-                    if not line or line.startswith("#"):
-                        continue
-                    name, _, hashed = line.rpartition(":")
-                    if len(hashed) != 64 or not name:
-                        log.error("API key file line is not name:sha256-hex; skipped",
-                                  extra={"file": self.path, "line": number})
-                        continue
-                    hashes[hashed.lower()] = name
+            with open(self.path, "rb") as f:
+                data = f.read()
         except OSError as exc:
-            log.error("API key file unreadable: keeping the keys loaded before",
-                      extra={"file": self.path, "error": exc.strerror})
+            if self._content != "":
+                log.error("API key file unreadable: every key is refused until it is back",
+                          extra={"file": self.path, "error": exc.strerror})
+            self._hashes, self._content = {}, ""
             return
-        self._hashes, self._mtime = hashes, mtime
+        content = digest(data)
+        if content == self._content:
+            return
+        hashes = {}
+        for number, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, _, hashed = line.rpartition(":")
+            if len(hashed) != 64 or not name:
+                log.error("API key file line is not name:sha256-hex; skipped",
+                          extra={"file": self.path, "line": number})
+                continue
+            hashes[hashed.lower()] = name
+        self._hashes, self._content = hashes, content
         log.info("API keys loaded", extra={"file": self.path, "keys": len(hashes)})
 
     def name_of(self, key: str) -> str | None:
