@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import os
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from services.common.predict_batch import MAX_PREDICT_BATCH
 from services.common.upload import UPLOADS_PER_PEER
 from services.recommender.routing import from_classification
 from services.recommender.tags import read_tags
-from services.recommender.upstream import Upstream
+from services.recommender.upstream import Upstream, with_backoff
 
 
 @dataclass
@@ -96,22 +95,6 @@ class AnalysisStore:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({**asdict(analysed), "file": source}))
         os.replace(tmp, target)
-
-
-RETRIED = {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
-ATTEMPTS = 6
-
-
-async def with_backoff(call):
-    """call(), retried with exponential backoff and jitter while the service is busy or restarting."""
-    for attempt in range(ATTEMPTS):
-        try:
-            return await call()
-        except ServiceError as exc:
-            if exc.code not in RETRIED or attempt == ATTEMPTS - 1:
-                raise
-            await asyncio.sleep(0.2 * 2**attempt * (0.5 + random.random()))
-    raise AssertionError("unreachable")
 
 
 class BatchedClassifier:

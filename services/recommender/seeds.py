@@ -10,14 +10,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from musicrec.v1 import recommender_pb2
-from services.common.errors import invalid
+from services.common.errors import ServiceError, invalid, quoted
+from services.common.upload import UPLOADS_PER_PEER
 from services.recommender.lookup import analysed_vector, check_featurizer_schema, feature_vector, song_row
 from services.recommender.routing import Route, RoutingPolicy, Vote, from_classification
 from services.recommender.search import Seed
 from services.recommender.store import IndexSet, SongRecord
-from services.recommender.upstream import Upstream
+from services.recommender.upstream import Upstream, with_backoff
 
 MAX_SEEDS = 20
+SEED_UPLOADS_AT_ONCE = UPLOADS_PER_PEER  # one request's uploaded seeds go to the featurizer this many at a time
 
 
 @dataclass
@@ -68,6 +70,7 @@ async def resolve(
         raise invalid(f"{len(seeds)} seeds given; at most {MAX_SEEDS}")
     labels = _labels(seeds)
     jobs = []
+    uploads = asyncio.Semaphore(SEED_UPLOADS_AT_ONCE)
     for n, (seed, label) in enumerate(zip(seeds, labels, strict=True)):
         field = f"seeds[{n}]"
         weight = _weight(seed, field)
@@ -85,21 +88,40 @@ async def resolve(
         elif source == "audio":
             if not seed.audio.data:
                 raise invalid(f"{field}.audio.data is empty: send the file's bytes")
-            jobs.append(_analyse(seed.audio, Seed(np.zeros(0), weight, label), index, policy, upstream, timeout))
+            jobs.append(_named(field, label, _analyse(seed.audio, Seed(np.zeros(0), weight, label), index, policy,
+                                                      upstream, timeout, uploads)))
         else:
             raise invalid(f"{field} names no source: set song_id, audio or features")
-    return list(await asyncio.gather(*jobs))
+    # the first failure cancels the other seeds' uploads (no work goes on after the reply)
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(job) for job in jobs]
+    except BaseExceptionGroup as failed:
+        first = next((e for e in failed.exceptions if isinstance(e, ServiceError)), None)
+        if first is None:
+            raise
+        raise first from None
+    return [task.result() for task in tasks]
 
 
 async def _ready(resolved: Resolved) -> Resolved:
     return resolved
 
 
+async def _named(field: str, label: str, job) -> Resolved:
+    """The seed's own failure, its status kept, its message naming the seed."""
+    try:
+        return await job
+    except ServiceError as exc:
+        raise ServiceError(exc.code, f"{field} ({quoted(label)}): {exc.message}") from None
+
+
 async def _analyse(
     audio: recommender_pb2.AudioFile, seed: Seed, index: IndexSet, policy: RoutingPolicy, upstream: Upstream,
-    timeout: float,
+    timeout: float, uploads: asyncio.Semaphore,
 ) -> Resolved:
-    analysis = await upstream.featurize(audio.data, audio.filename, timeout)
+    async with uploads:  # within the featurizer's uploads per address; busy: backed off, then retried
+        analysis = await with_backoff(lambda: upstream.featurize(audio.data, audio.filename, timeout))
     check_featurizer_schema(index, analysis.features)
     vote = await upstream.classify(analysis.mel, timeout)
     seed.raw = analysed_vector(index, analysis.features, vote)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 
 import grpc
@@ -109,3 +110,19 @@ class Upstream:
     async def close(self) -> None:
         await self._fz_channel.close()
         await self._cl_channel.close()
+
+
+RETRIED = {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
+ATTEMPTS = 6
+
+
+async def with_backoff(call):
+    """call(), retried with exponential backoff and jitter while the service is busy or restarting."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return await call()
+        except ServiceError as exc:
+            if exc.code not in RETRIED or attempt == ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.2 * 2**attempt * (0.5 + random.random()))
+    raise AssertionError("unreachable")

@@ -232,3 +232,24 @@ def test_broken_generation_is_skipped_and_the_old_one_keeps_serving(stub, recomm
     finally:
         (index_dir / "CURRENT").write_text(good)
         shutil.rmtree(broken)  # the session's index is shared: leave no generation behind
+
+
+def seed_upload(n: int, data: bytes | None = None) -> recommender_pb2.Seed:
+    genre = synth.SYNTH_GENRES[n % 4]
+    audio = data if data is not None else synth.encode(synth.synthetic_song(genre, n % 5, seconds=6.0))
+    return recommender_pb2.Seed(audio=recommender_pb2.AudioFile(filename=f"seed{n}.wav", data=audio))
+
+
+def test_twenty_uploaded_seeds_work_and_a_bad_one_is_named(stub) -> None:
+    """MAX_SEEDS uploads in one request on the local defaults (the featurizer takes 4 uploads from
+    one address: a request's seeds go 4 at a time); a bad seed fails the request naming it, and
+    cancels the seeds still waiting."""
+    request = recommender_pb2.RecommendBySeedsRequest(seeds=[seed_upload(n) for n in range(20)], options=Options(k=5))
+    reply = stub.RecommendBySeeds(request, timeout=120)
+    assert len(reply.seeds) == 20 and all(s.genre for s in reply.seeds) and len(reply.recommendations) == 5
+    seeds = [seed_upload(n) for n in range(20)]
+    seeds[13] = seed_upload(13, b"not audio at all")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecommendBySeeds(recommender_pb2.RecommendBySeedsRequest(seeds=seeds), timeout=120)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "seeds[13] ('seed13.wav')" in err.value.details() and "featurizer" in err.value.details()
