@@ -59,8 +59,18 @@ class GenreIndex:
         if k <= 0:
             return []
         self._graph.set_ef(max(ef, k))
-        rows, distances = self._graph.knn_query(np.asarray(query, dtype=np.float32).reshape(1, -1), k=k, num_threads=1)
+        vector = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        try:
+            rows, distances = self._graph.knn_query(vector, k=k, num_threads=1)
+        except RuntimeError:  # hnswlib found fewer than k (many identical vectors cut the graph up)
+            return self._exact(vector[0], k)
         return [(int(row), 1.0 - float(d)) for row, d in zip(rows[0], distances[0], strict=True)]
+
+    def _exact(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Brute force over the genre's stored (unit) vectors: the answer HNSW could not give."""
+        rows = np.asarray(self._graph.get_ids_list(), dtype=np.int64)
+        order, sims = exact_search(self.get(rows), query, k)
+        return [(int(rows[i]), float(sim)) for i, sim in zip(order, sims, strict=True)]
 
 
 def normalise_rows(vectors: np.ndarray) -> np.ndarray:

@@ -239,3 +239,17 @@ def test_one_absurd_song_barely_moves_other_songs_answers(tmp_path: Path) -> Non
     after = [nearest(load_current(tmp_path / "absurd"), r) for r in range(len(songs))]
     assert np.mean([b[0] == a[0] for b, a in zip(before, after, strict=True)]) >= 0.9
     assert np.mean([len(set(b) & set(a)) / 4 for b, a in zip(before, after, strict=True)]) >= 0.95
+
+
+def test_a_genre_of_mostly_identical_songs_still_answers_whole() -> None:
+    """A catalog that holds the same recording many times cuts hnswlib's graph up: asked for the
+    whole genre it raised "Cannot return the results in a contiguous 2D array" (an INTERNAL to
+    the caller). The search then answers exactly instead."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2000, DIM)).astype(np.float32)
+    vectors[:1800] = vectors[0]
+    graph = GenreIndex.build(vectors, np.arange(2000))
+    hits = graph.search(vectors[-1], 2000)
+    assert len(hits) == 2000 and len({row for row, _ in hits}) == 2000
+    similarities = [sim for _, sim in hits]
+    assert similarities == sorted(similarities, reverse=True) and hits[0][0] == 1999
