@@ -11,6 +11,7 @@ from pathlib import Path
 
 COLUMNS = ["id", "title", "artist", "release_date", "genre", "audio_path"]
 OPTIONAL = ["album"]
+TEXT_LIMIT = 300  # characters kept of a title, artist, album or genre (catalog or file tags)
 
 
 @dataclass(frozen=True)
@@ -41,36 +42,58 @@ def check_date(value: str, where: str) -> str:
     raise CatalogError(f"{where}: release_date {value!r} is not YYYY-MM-DD, YYYY-MM or YYYY")
 
 
-def read_catalog(path: Path) -> list[CatalogSong]:
-    """Read and validate a catalog; audio paths are relative to the CSV's folder."""
+def read_catalog(path: Path) -> tuple[list[CatalogSong], list[str]]:
+    """The catalog's valid songs and a line per row left out (why, and where): a malformed row
+    (too few or too many fields, a field over csv's 128 KiB, an empty, long or repeated id, a
+    date in another format) is reported and the rest is read. Text fields are cut to TEXT_LIMIT,
+    as file tags are. Audio paths are relative to the CSV's folder. A file without the columns
+    raises CatalogError."""
     songs: list[CatalogSong] = []
+    problems: list[str] = []
     seen: set[str] = set()
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise CatalogError(f"{path}: missing columns {missing}; expected {COLUMNS}")
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            song_id = row["id"].strip()
-            if not song_id:
-                raise CatalogError(f"{where}: empty id")
-            if song_id in seen:
-                raise CatalogError(f"{where}: duplicate id {song_id!r}")
-            seen.add(song_id)
-            audio = Path(row["audio_path"].strip())
-            songs.append(
-                CatalogSong(
-                    id=song_id,
-                    title=row["title"].strip(),
-                    artist=row["artist"].strip(),
-                    release_date=check_date(row["release_date"], where),
-                    genre=row["genre"].strip().lower(),
-                    audio_path=audio if audio.is_absolute() else (path.parent / audio).resolve(),
-                    album=(row.get("album") or "").strip(),
-                )
-            )
-    return songs
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # raised before the reader counts the line
+                problems.append(f"{path}:{reader.line_num + 1}: {exc}")
+                continue
+            try:
+                songs.append(_song(row, f"{path}:{reader.line_num}", path.parent, seen))
+            except CatalogError as exc:
+                problems.append(str(exc))
+    return songs, problems
+
+
+def _song(row: dict, where: str, folder: Path, seen: set[str]) -> CatalogSong:
+    if None in row or any(row.get(c) is None for c in COLUMNS):
+        raise CatalogError(f"{where}: {len([v for v in row.values() if v is not None])} fields where the header "
+                           f"has {len([k for k in row if k is not None])}")
+    song_id = row["id"].strip()
+    if not song_id:
+        raise CatalogError(f"{where}: empty id")
+    if len(song_id) > TEXT_LIMIT:
+        raise CatalogError(f"{where}: id of {len(song_id)} characters; at most {TEXT_LIMIT}")
+    if song_id in seen:
+        raise CatalogError(f"{where}: duplicate id {song_id!r}")
+    release_date = check_date(row["release_date"], where)
+    seen.add(song_id)
+    audio = Path(row["audio_path"].strip())
+    return CatalogSong(
+        id=song_id,
+        title=row["title"].strip()[:TEXT_LIMIT],
+        artist=row["artist"].strip()[:TEXT_LIMIT],
+        release_date=release_date,
+        genre=row["genre"].strip().lower()[:TEXT_LIMIT],
+        audio_path=audio if audio.is_absolute() else (folder / audio).resolve(),
+        album=(row.get("album") or "").strip()[:TEXT_LIMIT],
+    )
 
 
 def write_catalog(path: Path, songs: list[CatalogSong]) -> None:

@@ -152,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     try:
-        songs = read_catalog(args.catalog)
+        songs, malformed = read_catalog(args.catalog)
     except (OSError, UnicodeDecodeError, CatalogError) as exc:
         print(f"cannot read the catalog: {exc}", file=sys.stderr)
         return 2
+    for problem in malformed:
+        print(f"not indexed: {problem}", file=sys.stderr)
     folder = shard_folder(args.index_dir, args.catalog)
     if args.only != "publish":
         try:
@@ -170,15 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shard {args.shard} of {args.shards}: {done} songs ({fresh} analysed, {done - fresh} known), "
               f"{len(report.failed)} failed, {time.monotonic() - started:.1f} s")
         if args.only == "analyse":
-            return 1 if report.failed and args.strict else 0
+            return 1 if (report.failed or malformed) and args.strict else 0
     try:
         reports = read_reports(folder, args.shards if args.only == "publish" else 1)
     except ValueError as exc:
         print(f"cannot publish: {exc}", file=sys.stderr)
         return 1
     failed = {k: v for r in reports for k, v in r.failed.items()}
-    if not any(r.hashes for r in reports) or (failed and args.strict):
-        print(f"{len(failed)} of {len(songs)} songs could not be analysed; no index published", file=sys.stderr)
+    if not any(r.hashes for r in reports) or ((failed or malformed) and args.strict):
+        print(f"{len(failed)} of {len(songs)} songs could not be analysed and {len(malformed)} catalog rows were "
+              "malformed; no index published", file=sys.stderr)
         return 1
     generation, rows = publish(args, songs, reports)
     labelled = [r for r in rows if r.genre_source == "catalog"]
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"indexed {len(rows)} songs in {len(genres)} genres as generation {generation} "
         f"({args.index_dir}) in {time.monotonic() - started:.1f} s; "
-        f"classifier agrees with the catalog genre on {agree}/{len(labelled)}; skipped {len(failed)}"
+        f"classifier agrees with the catalog genre on {agree}/{len(labelled)}; skipped {len(failed) + len(malformed)}"
     )
     return 0
 

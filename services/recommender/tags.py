@@ -9,6 +9,8 @@ from pathlib import Path
 
 import mutagen
 
+from services.recommender.catalog import TEXT_LIMIT
+
 # The same tag under the names the containers give it: easy keys (mp3, flac, ogg), raw ID3
 # frames (wav, aiff), MP4 atoms.
 KEYS = {
@@ -41,7 +43,7 @@ def _first(tags, names: tuple[str, ...]) -> str:
         items = text if isinstance(text, list) else [text]
         for item in items:
             if str(item).strip():
-                return str(item).strip()[:300]
+                return str(item).strip()[:TEXT_LIMIT]
     return ""
 
 

@@ -204,7 +204,7 @@ def test_broken_catalog_rows_are_reported_not_lost(synthetic_index: Catalog, fea
     folder = synthetic_index.folder
     rows = [rows[0]] + [r.replace(",tones-", f",{folder}/tones-") for r in rows[1:6]]
     (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
-    rows += ["gone,Gone,X,,tones,missing.wav", "broken,Broken,X,,tones,broken.wav"]
+    rows += ["gone,Gone,X,,tones,missing.wav", "broken,Broken,X,,tones,broken.wav", "short,Short"]
     csv.write_text("\n".join(rows) + "\n")
     index_dir = tmp_path / "index"
     base = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(csv), "--index-dir", str(index_dir)]
@@ -214,8 +214,10 @@ def test_broken_catalog_rows_are_reported_not_lost(synthetic_index: Catalog, fea
     done = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "not indexed: gone:" in done.stderr and "not indexed: broken:" in done.stderr
-    assert "INVALID_ARGUMENT" in done.stderr and "skipped 2" in done.stdout
+    assert "catalog.csv:9: 2 fields where the header has 6" in done.stderr  # a malformed row: reported, not fatal
+    assert "INVALID_ARGUMENT" in done.stderr and "skipped 3" in done.stdout
     assert [s.id for s in load_current(index_dir).songs] == [r.split(",")[0] for r in rows[1:6]]
+    # the rows after a malformed one are read: nothing else of the catalog is lost
 
 
 def test_bounded_load_has_zero_errors(recommender: Proc, synthetic_index: Catalog) -> None:

@@ -189,7 +189,7 @@ def test_reasons_differ_within_answers(stub, catalog: Path) -> None:
     """The issue's check: 173 of 500 hits gave one same reason, often all 5 of an answer."""
     groups = [r.group for r in by_id(stub, "disco.00001").recommendations[0].reasons]
     named, distinct = Counter(), []
-    ids = [s.id for s in read_catalog(catalog / "catalog.csv")]
+    ids = [s.id for s in read_catalog(catalog / "catalog.csv")[0]]
     for song_id in ids:
         hits = by_id(stub, song_id).recommendations
         sets = [frozenset(g for g in groups if g in h.reason) for h in hits]

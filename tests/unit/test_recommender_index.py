@@ -10,7 +10,7 @@ import pytest
 
 from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
 from services.recommender.build import KEEP_GENERATIONS, build_generation
-from services.recommender.catalog import CatalogError, read_catalog
+from services.recommender.catalog import TEXT_LIMIT, CatalogError, read_catalog
 from services.recommender.index import DEFAULT_EF_SEARCH, GenreIndex, exact_search, normalise_rows
 from services.recommender.options import Options
 from services.recommender.routing import Route
@@ -159,21 +159,36 @@ def test_recommend_rules(tmp_path: Path) -> None:
     assert genres == sorted(genres, key=lambda g: g != "rock") and genres.count("rock") == 27
 
 
-def test_catalog_is_validated(tmp_path: Path) -> None:
+def test_catalog_is_validated_row_by_row(tmp_path: Path) -> None:
     good = "id,title,artist,release_date,genre,audio_path\na,A,X,1999-12-31,Rock,a.wav\nb,B,,,, /abs/b.wav\n"
     (tmp_path / "ok.csv").write_text(good)
-    songs = read_catalog(tmp_path / "ok.csv")
-    assert songs[0].genre == "rock" and songs[0].audio_path == tmp_path / "a.wav"
+    songs, problems = read_catalog(tmp_path / "ok.csv")
+    assert songs[0].genre == "rock" and songs[0].audio_path == tmp_path / "a.wav" and problems == []
     assert songs[1].release_date == "" and songs[1].audio_path == Path("/abs/b.wav")
-    for text, message in [
-        ("id,title\na,A\n", "missing columns"),
-        ("id,title,artist,release_date,genre,audio_path\na,A,X,,,a.wav\na,B,X,,,b.wav\n", "duplicate id"),
-        ("id,title,artist,release_date,genre,audio_path\na,A,X,31/12/1999,,a.wav\n", "release_date"),
-        ("id,title,artist,release_date,genre,audio_path\n ,A,X,,,a.wav\n", "empty id"),
-    ]:
-        (tmp_path / "bad.csv").write_text(text)
-        with pytest.raises(CatalogError, match=message):
-            read_catalog(tmp_path / "bad.csv")
+    (tmp_path / "bad.csv").write_text("id,title\na,A\n")
+    with pytest.raises(CatalogError, match="missing columns"):
+        read_catalog(tmp_path / "bad.csv")
+    header = "id,title,artist,release_date,genre,audio_path\n"
+    rows = [
+        "a,A,X,,,a.wav",  # line 2: kept
+        "a,B,X,,,b.wav",  # 3: duplicate id
+        "c,C,X,31/12/1999,,c.wav",  # 4: date
+        " ,D,X,,,d.wav",  # 5: empty id
+        "e,E",  # 6: a short row
+        f"f,{'t' * 200_000},X,,,f.wav",  # 7: a field over csv's 128 KiB limit
+        f"g,{'T' * 5000},{'A' * 5000},,,g.wav",  # 8: kept, its text cut
+        "h,H,X,,,h.wav,album,extra",  # 9: more fields than the header
+        "i,I,X,,,i.wav",  # 10: kept: the rows after the bad ones are read
+    ]
+    (tmp_path / "mixed.csv").write_text(header + "\n".join(rows) + "\n")
+    songs, problems = read_catalog(tmp_path / "mixed.csv")
+    assert [s.id for s in songs] == ["a", "g", "i"]
+    assert len(songs[1].title) == len(songs[1].artist) == TEXT_LIMIT
+    why = "\n".join(problems)
+    for line, message in [(3, "duplicate id"), (4, "release_date"), (5, "empty id"), (6, "fields where the header"),
+                          (7, "field larger than field limit"), (9, "fields where the header")]:
+        assert f"mixed.csv:{line}: " in why and message in why, (line, message, why)
+    assert len(problems) == 6
 
 
 def test_routed_genres_are_merged_by_similarity_plus_log_prior(tmp_path: Path) -> None:
