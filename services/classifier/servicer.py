@@ -51,19 +51,11 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         announced = False
         majority = len(self._models) // 2 + 1
         while True:
-            pending: list[str] = []
-            try:
-                if not await self._client.is_available(self._ear, self._timeout):
-                    pending.append(f"{self._ear} (the ear)")
-            except grpc.aio.AioRpcError as exc:
-                pending.append(f"{self._ear} (the ear: {describe(exc)})")
-            for model in self._models:
-                try:
-                    if not await self._client.is_available(model, self._timeout):
-                        pending.append(model)
-                except grpc.aio.AioRpcError as exc:
-                    pending.append(f"{model} ({describe(exc)})")
-            if len(self._models) - len(pending) >= majority and not any(p.startswith(self._ear) for p in pending):
+            ear = await self._unready(self._ear)
+            folds = {model: why for model in self._models if (why := await self._unready(model)) is not None}
+            pending = [f"{self._ear} (the ear{': ' + ear if ear else ''})"] if ear is not None else []
+            pending += [f"{model} ({why})" if why else model for model, why in folds.items()]
+            if ear is None and len(self._models) - len(folds) >= majority:
                 try:
                     await self._known_labels()
                     log.info("fold models ready", extra={"models": self._models, "unavailable": pending})
@@ -74,6 +66,20 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
                 log.warning("waiting for TF Serving", extra={"address": self._client.address, "pending": pending})
                 announced = True
             await asyncio.sleep(READY_POLL_SECONDS)
+
+    async def _unready(self, model: str) -> str | None:
+        """None when TF Serving has `model` AVAILABLE; else why not ("" when it is not yet)."""
+        try:
+            return None if await self._client.is_available(model, self._timeout) else ""
+        except grpc.aio.AioRpcError as exc:
+            return describe(exc)
+
+    async def _version(self, model: str) -> int:
+        """The AVAILABLE version TF Serving serves of `model`; 0 when it cannot tell."""
+        try:
+            return await self._client.available_version(model, self._timeout) or 0
+        except grpc.aio.AioRpcError:
+            return 0
 
     async def _known_labels(self) -> list[str]:
         """The genre labels, asked of the first fold that answers (they travel with predictions)."""
@@ -186,17 +192,8 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         )
 
     async def ListGenres(self, request, context):
-        versions = []
-        for model in self._models:
-            try:
-                versions.append(await self._client.available_version(model, self._timeout) or 0)
-            except grpc.aio.AioRpcError:
-                versions.append(0)
-        try:
-            ear_version = await self._client.available_version(self._ear, self._timeout) or 0
-        except grpc.aio.AioRpcError:
-            ear_version = 0
         return classifier_pb2.ListGenresResponse(
-            labels=await self._known_labels(), model_names=self._models, model_versions=versions,
-            ear_model_name=self._ear, ear_model_version=ear_version,
+            labels=await self._known_labels(), model_names=self._models,
+            model_versions=[await self._version(model) for model in self._models],
+            ear_model_name=self._ear, ear_model_version=await self._version(self._ear),
         )

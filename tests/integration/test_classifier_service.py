@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -19,7 +21,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from devtools.localrun import free_port, running, start
+from devtools.localrun import Proc, free_port, running, start
 from musicrec.v1 import audio_pb2, classifier_pb2, classifier_pb2_grpc
 from services.classifier.tfserving import float_tensor
 from services.featurizer.features import featurize
@@ -214,26 +216,10 @@ def test_one_fold_missing_votes_with_the_rest(modelserver, tmp_path) -> None:
     assert not reply.folds[4].available
 
 
-def test_an_ear_the_model_server_lacks_keeps_the_classifier_not_serving(modelserver, tmp_path) -> None:
-    """No vote without the ear: a models.config whose ear TF Serving does not serve leaves the
-    classifier NOT_SERVING, and its log names the ear it waits for."""
-    config = write_models_config(tmp_path / "models.config", ["musicnn_other", *FOLDS])
-    env = {"TF_SERVING_ADDR": modelserver.address, "MODEL_CONFIG_FILE": str(config), "EAR_MODEL": "musicnn_other"}
-    cl = start("services.classifier", env, tmp_path, wait=False)
-    try:
-        deadline = time.monotonic() + 60
-        while "waiting for TF Serving" not in cl.log() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert "musicnn_other (the ear" in cl.log()
-        with grpc.insecure_channel(cl.address) as channel:
-            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-        assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
-    finally:
-        cl.stop()
-
-
-def test_model_server_down_keeps_the_classifier_not_serving_and_says_why(tmp_path) -> None:
-    env = {"TF_SERVING_ADDR": f"127.0.0.1:{free_port()}", "PREDICT_TIMEOUT_SECONDS": "2"}
+@contextmanager
+def waiting_classifier(env: dict[str, str], tmp_path: Path) -> Iterator[Proc]:
+    """A classifier that cannot reach what it needs: started, waited for until it logs that it
+    waits for TF Serving, checked NOT_SERVING, and stopped afterwards."""
     cl = start("services.classifier", env, tmp_path, wait=False)
     try:
         deadline = time.monotonic() + 60
@@ -243,12 +229,27 @@ def test_model_server_down_keeps_the_classifier_not_serving_and_says_why(tmp_pat
         with grpc.insecure_channel(cl.address) as channel:
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        yield cl
+    finally:
+        cl.stop()
+
+
+def test_an_ear_the_model_server_lacks_keeps_the_classifier_not_serving(modelserver, tmp_path) -> None:
+    """No vote without the ear: a models.config whose ear TF Serving does not serve leaves the
+    classifier NOT_SERVING, and its log names the ear it waits for."""
+    config = write_models_config(tmp_path / "models.config", ["musicnn_other", *FOLDS])
+    env = {"TF_SERVING_ADDR": modelserver.address, "MODEL_CONFIG_FILE": str(config), "EAR_MODEL": "musicnn_other"}
+    with waiting_classifier(env, tmp_path) as cl:
+        assert "musicnn_other (the ear" in cl.log()
+
+
+def test_model_server_down_keeps_the_classifier_not_serving_and_says_why(tmp_path) -> None:
+    env = {"TF_SERVING_ADDR": f"127.0.0.1:{free_port()}", "PREDICT_TIMEOUT_SECONDS": "2"}
+    with waiting_classifier(env, tmp_path) as cl:
         with pytest.raises(grpc.RpcError) as err:
             classify(cl.address, mel_of(synth.beats(30), 22050))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "TF Serving" in err.value.details()
-    finally:
-        cl.stop()
 
 
 def grpcurl(address: str, *arguments: str, data: str = "") -> str:
