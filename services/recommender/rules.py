@@ -72,6 +72,7 @@ class Rules:
         self.index_set = index_set
         self.songs = index_set.songs
         self._units: dict[int, np.ndarray] = {}
+        self._features: dict[int, np.ndarray] = {}
         self.options = options
         self.seed_ids = set(seed_ids)
         self.n_features = len(index_set.feature_names)
@@ -93,7 +94,11 @@ class Rules:
         return self._units[row]
 
     def features_unit(self, row: int) -> np.ndarray:
-        return _features_unit(self.unit(row), self.n_features)
+        """The song's features part, unit length, computed once per answer (blocks() compares
+        every candidate with every song chosen)."""
+        if row not in self._features:
+            self._features[row] = _features_unit(self.unit(row), self.n_features)
+        return self._features[row]
 
     def refuses(self, row: int, similarity: float) -> str | None:
         """The rule that keeps this song out of the answer whatever else is chosen, or None."""

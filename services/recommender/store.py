@@ -113,7 +113,7 @@ class IndexSet:
         cap (the caller refuses those: no song is that far out)."""
         with np.errstate(over="ignore", invalid="ignore"):
             z = (np.asarray(raw, dtype=np.float64) - self.mean) / self.scale
-            capped = standardised(raw, self.mean, self.scale)
+        capped = _capped(z)
         capped[~(np.abs(z) <= np.finfo(np.float32).max)] = np.nan
         return capped
 
@@ -125,7 +125,10 @@ def standardised(raw: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.nda
     """Raw feature vectors [n, F] as the index stores them: (raw - centre) / scale, capped at
     ±Z_LIMIT (a song that far out on a feature stays far, without overflowing float32 or
     drowning its other features), float32."""
-    z = (np.asarray(raw, dtype=np.float64) - mean) / scale
+    return _capped((np.asarray(raw, dtype=np.float64) - mean) / scale)
+
+
+def _capped(z: np.ndarray) -> np.ndarray:
     return np.clip(z, -Z_LIMIT, Z_LIMIT).astype(np.float32)
 
 
