@@ -28,13 +28,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from services.classifier.voting import Ballot, tally
-from training.calibrate import calibrated, fit_temperature
+from training.calibrate import calibrated
 from training.ear import heads
 from training.ear.clips import GTZAN_ROOTS, REGIONAL_AS_GTZAN, REGIONAL_ROOTS, ROOT, Clips, load_clips, load_extra
 from training.ear.convert import PATCHES_PER_CLIP
 from training.ear.embed import PATCH_COUNTS
 from training.ear.musicnn import N_BANDS, PATCH_FRAMES
-from training.ear.train import LINEAR_CS
+from training.ear.train import LINEAR_CS, fold_heads, out_of_fold
 from training.stats import balanced_accuracy, fmt, with_ci
 
 REPORTS = ROOT / "reports"
@@ -54,24 +54,13 @@ def vote(genres: list[str], probabilities: np.ndarray) -> np.ndarray:
 def evaluate_head(clips: Clips, kind: str, features: np.ndarray, extra: np.ndarray | None,
                   extra_labels: np.ndarray | None) -> dict:
     """Out-of-fold and hold-out-vote balanced accuracy of one head on one input."""
-    y = clips.ds.labels
-    oof_rows, oof_pred, fold_probs = [], [], []
     started = time.time()
-    for k, (tr, va) in enumerate(clips.folds):
-        x, labels = features[tr], y[tr]
-        if extra is not None:
-            x, labels = np.concatenate([x, extra]), np.concatenate([labels, extra_labels])
-        head = heads.fit(kind, x, labels, clips.genres, seed=k)
-        logits = head.logits(features[va])
-        oof_rows.append(va)
-        oof_pred.append(logits.argmax(1))
-        temperature = fit_temperature(logits, y[va])
-        fold_probs.append(calibrated(head.logits(features[clips.holdout]), temperature))
-    rows = np.concatenate(oof_rows)
+    folds = fold_heads(clips, features, extra, extra_labels, kind, seed=0)
+    fold_probs = [calibrated(head.logits(features[clips.holdout]), t) for head, t, _, _ in folds]
     voted = vote(clips.genres, np.stack(fold_probs))
     return {
-        "out_of_fold_balanced_accuracy": with_ci(balanced_accuracy, y[rows], np.concatenate(oof_pred)),
-        "holdout_vote_balanced_accuracy": with_ci(balanced_accuracy, y[clips.holdout], voted),
+        "out_of_fold_balanced_accuracy": with_ci(balanced_accuracy, *out_of_fold(clips, folds)),
+        "holdout_vote_balanced_accuracy": with_ci(balanced_accuracy, clips.ds.labels[clips.holdout], voted),
         "seconds": round(time.time() - started, 1),
     }
 

@@ -63,38 +63,45 @@ def write_models_config(path: Path, names: list[str], base_dir: str = "/models")
     path.write_text(text_format.MessageToString(config))
 
 
-def training_rows(clips: Clips, rows: np.ndarray, extra: Extra | None, patches: int) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings, labels) of these clips, with the extra clips appended."""
-    x, y = clips.embeddings(patches)[rows], clips.ds.labels[rows]
-    if extra is not None:
-        x, y = np.vstack([x, extra.ear.embeddings[patches]]), np.concatenate([y, extra.labels])
-    return x, y
+def ear_inputs(clips: Clips, extra: Extra | None, patches: int = PATCHES_PER_CLIP):
+    """(the clips' embeddings, the extra clips' embeddings, their labels): what the heads read."""
+    if extra is None:
+        return clips.embeddings(patches), None, None
+    return clips.embeddings(patches), extra.ear.embeddings[patches], extra.labels
 
 
-def choose_c(clips: Clips, extra: Extra | None, patches: int = PATCHES_PER_CLIP) -> tuple[float, dict[str, float]]:
+def fold_heads(clips: Clips, x: np.ndarray, extra_x: np.ndarray | None = None, extra_y: np.ndarray | None = None,
+               kind: str = HEAD, seed: int = SEED) -> list[tuple]:
+    """Per fold: (head, temperature, validation rows, validation logits); each head is trained on
+    the other folds' rows of `x` (plus the extra clips) and calibrated on its own fold."""
+    y = clips.ds.labels
+    out = []
+    for k, (tr, va) in enumerate(clips.folds):
+        xs, ys = x[tr], y[tr]
+        if extra_x is not None:
+            xs, ys = np.concatenate([xs, extra_x]), np.concatenate([ys, extra_y])
+        head = heads.fit(kind, xs, ys, clips.genres, seed=seed + k)
+        logits = head.logits(x[va])
+        out.append((head, fit_temperature(logits, y[va]), va, logits))
+    return out
+
+
+def out_of_fold(clips: Clips, folds: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """(truths, picks) of every fold clip, each picked by the head that did not train on it."""
+    rows = np.concatenate([va for _, _, va, _ in folds])
+    return clips.ds.labels[rows], np.concatenate([logits.argmax(1) for _, _, _, logits in folds])
+
+
+def choose_c(clips: Clips, inputs: tuple) -> tuple[float, dict[str, float]]:
     """The linear head's L2 strength with the best out-of-fold balanced accuracy over the
     taxonomy's own folds: (C, {C: balanced accuracy})."""
     scores = {}
     for c in LINEAR_CS:
         heads.LINEAR_C = c
-        rows, predicted = [], []
-        for _, _, va, logits in fold_heads(clips, extra, patches=patches):
-            rows.append(va)
-            predicted.append(logits.argmax(1))
-        scores[str(c)] = balanced_accuracy(clips.ds.labels[np.concatenate(rows)], np.concatenate(predicted))
+        scores[str(c)] = balanced_accuracy(*out_of_fold(clips, fold_heads(clips, *inputs)))
     best = max(LINEAR_CS, key=lambda c: scores[str(c)])
     heads.LINEAR_C = best
     return best, scores
-
-
-def fold_heads(clips: Clips, extra: Extra | None, kind: str = HEAD, patches: int = PATCHES_PER_CLIP):
-    """Per fold: (head, temperature, validation rows, validation logits)."""
-    out = []
-    for k, (tr, va) in enumerate(clips.folds):
-        head = heads.fit(kind, *training_rows(clips, tr, extra, patches), clips.genres, seed=SEED + k)
-        logits = head.logits(clips.embeddings(patches)[va])
-        out.append((head, fit_temperature(logits, clips.ds.labels[va]), va, logits))
-    return out
 
 
 def main() -> None:
@@ -111,7 +118,8 @@ def main() -> None:
     print(f"{len(clips.ds.labels)} clips ({len(clips.dropped)} duplicates dropped), {len(set(clips.groups))} "
           f"artists; hold-out {len(clips.holdout)}, folds over {len(clips.rest)}; "
           f"{0 if extra is None else len(extra.labels)} extra training clips")
-    c, scores = choose_c(clips, extra)
+    inputs = ear_inputs(clips, extra)
+    c, scores = choose_c(clips, inputs)
     print(f"linear head: C {c} (out-of-fold balanced accuracy by C: {scores})")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.out.resolve() != DEFAULT_OUT.resolve():
@@ -127,7 +135,7 @@ def main() -> None:
         "holdout": [portable(clips.ds.paths[i]) for i in clips.holdout], "folds": [],
     }
     names = []
-    for k, (head, temperature, va, logits) in enumerate(tqdm(fold_heads(clips, extra), desc="export", unit="fold")):
+    for k, (head, temperature, va, logits) in enumerate(tqdm(fold_heads(clips, *inputs), desc="export", unit="fold")):
         name = f"{args.name}_fold{k}"
         shutil.rmtree(args.out / name, ignore_errors=True)
         export_head(head, temperature, args.out / name)
