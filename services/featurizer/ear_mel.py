@@ -12,9 +12,8 @@ from functools import lru_cache
 
 import librosa
 import numpy as np
-import scipy.fft
 
-from services.featurizer import kernels
+from services.featurizer.stft_blocks import frame_count, spectra
 from services.featurizer.window import SAMPLE_RATE
 
 N_FFT = 512
@@ -35,16 +34,10 @@ def ear_mel(y: np.ndarray) -> np.ndarray:
     """[96, frames] float32: librosa.feature.melspectrogram(y, sr=16000, n_fft=512, hop_length=256,
     n_mels=96), then log10(10000 x + 1)."""
     window, basis_t = _tables()
-    padded = np.pad(y, N_FFT // 2, mode="constant")
-    n_frames = 1 + (len(padded) - N_FFT) // HOP
-    mel = np.empty((n_frames, N_MELS), dtype=np.float32)
-    block = np.empty((BLOCK_FRAMES, N_FFT), dtype=np.float32)
-    for t0 in range(0, n_frames, BLOCK_FRAMES):
-        frames = block[: min(BLOCK_FRAMES, n_frames - t0)]
-        kernels.window_frames_into(frames, padded, window, t0, HOP)
-        spectrum = scipy.fft.rfft(frames, axis=-1)
+    mel = np.empty((frame_count(len(y), N_FFT, HOP), N_MELS), dtype=np.float32)
+    for t0, spectrum in spectra(y, N_FFT, HOP, window, BLOCK_FRAMES):
         power = spectrum.real**2 + spectrum.imag**2
-        np.matmul(power, basis_t, out=mel[t0 : t0 + len(frames)])
+        np.matmul(power, basis_t, out=mel[t0 : t0 + len(spectrum)])
     mel *= 10000.0
     mel += 1.0
     np.log10(mel, out=mel)

@@ -19,6 +19,7 @@ from services.featurizer import kernels
 from services.featurizer.ear_mel import ear_mel
 from services.featurizer.median import running_median
 from services.featurizer.schema import assemble
+from services.featurizer.stft_blocks import frame_count, spectra
 from services.featurizer.window import CLIP_SAMPLES, SAMPLE_RATE
 
 N_FFT = 2048
@@ -74,19 +75,11 @@ def _inverse_window_sum(n_frames: int) -> np.ndarray:
 
 
 def _stft(y: np.ndarray) -> np.ndarray:
-    """librosa.stft(y) (hann, centred, zero padding), frame-major: [n_frames, n_bins].
-
-    Blocks of frames are windowed and transformed in turn, so the windowed copy of the
-    frames stays in cache instead of a 7.7 MB array passing through memory."""
-    padded = np.pad(y, N_FFT // 2, mode="constant")
-    n_frames = 1 + (len(padded) - N_FFT) // HOP
-    window = _synthesis_window()
-    out = np.empty((n_frames, N_FFT // 2 + 1), dtype=np.complex64)
-    block = np.empty((BLOCK_FRAMES, N_FFT), dtype=np.float32)
-    for t0 in range(0, n_frames, BLOCK_FRAMES):
-        frames = block[: min(BLOCK_FRAMES, n_frames - t0)]
-        kernels.window_frames_into(frames, padded, window, t0, HOP)
-        out[t0 : t0 + len(frames)] = scipy.fft.rfft(frames, axis=-1)
+    """librosa.stft(y) (hann, centred, zero padding), frame-major: [n_frames, n_bins], computed
+    block by block (stft_blocks.py)."""
+    out = np.empty((frame_count(len(y), N_FFT, HOP), N_FFT // 2 + 1), dtype=np.complex64)
+    for t0, block in spectra(y, N_FFT, HOP, _synthesis_window(), BLOCK_FRAMES):
+        out[t0 : t0 + len(block)] = block
     return out
 
 
