@@ -39,4 +39,5 @@ async def shutdown() -> None:
 
 
 if __name__ == "__main__":
-    run(ServiceSpec("classifier", 50052, register, warmup, shutdown))
+    run(ServiceSpec("classifier", 50052, register, warmup, shutdown,
+                    large_requests=frozenset({"Classify", "ClassifyBatch"})))  # spectrograms

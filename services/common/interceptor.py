@@ -1,7 +1,12 @@
-"""One server interceptor for every service: status mapping, metrics and error logging.
+"""One server interceptor for every service: admission, status mapping, metrics and error logging.
 
 Service code raises ServiceError (or lets an unexpected exception escape); the caller
 always gets a gRPC status with a message it can act on, and the server keeps serving.
+
+Admission happens before a request's body is read: every method is served as client-streamed
+(the same bytes on the wire as a unary call), so the handler runs as soon as the headers arrive
+and checks the caller's credentials and the call budget (receive.py) first. A refused call
+costs its headers and at most one HTTP/2 flow-control window, not its message.
 """
 
 from __future__ import annotations
@@ -17,44 +22,55 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from services.common.auth import Gate
-from services.common.errors import ServiceError, invalid
+from services.common.errors import ServiceError, exhausted, invalid
 from services.common.metrics import INFLIGHT, LATENCY, RPCS
+from services.common.receive import ReceiveLimits
 
 log = logging.getLogger("musicrec.rpc")
 _INFRA = ("/grpc.health.", "/grpc.reflection.")
 
 
 @dataclass(frozen=True)
-class _Undecodable:
-    """What a request that is not valid protobuf (or not valid UTF-8 in a string) becomes, so the
-    handler can answer INVALID_ARGUMENT instead of gRPC's generic INTERNAL/UNKNOWN."""
+class _Refused:
+    """What a request message that cannot be accepted becomes (not valid protobuf, not valid
+    UTF-8 in a string, over the method's size limit), so the handler answers with a status a
+    caller can act on instead of gRPC's generic INTERNAL/UNKNOWN."""
 
-    reason: str
+    error: ServiceError
 
 
-def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    if deserializer is None:
-        return None
-
+def _lenient(deserializer: Callable[[bytes], Any] | None, limit: int, method: str) -> Callable[[bytes], Any]:
     def deserialize(data: bytes) -> Any:
+        if len(data) > limit:
+            return _Refused(exhausted(
+                f"a {method} request message may hold at most {limit} bytes; this one holds {len(data)}"
+                + ("" if method.endswith(("Audio", "Stream")) else "; send audio in a client-streamed upload")
+            ))
+        if deserializer is None:
+            return data
         try:
             return deserializer(data)
         except (DecodeError, UnicodeDecodeError, ValueError) as exc:
-            return _Undecodable(type(exc).__name__)
+            return _Refused(invalid(
+                f"the request is not a valid protobuf message of this method ({type(exc).__name__}); "
+                "check the message type and that strings are UTF-8"
+            ))
 
     return deserialize
 
 
-def _refuse(reason: str) -> ServiceError:
-    return invalid(f"the request is not a valid protobuf message of this method ({reason}); "
-                   "check the message type and that strings are UTF-8")
-
-
 async def _checked(messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
     async for message in messages:
-        if isinstance(message, _Undecodable):
-            raise _refuse(message.reason)
+        if isinstance(message, _Refused):
+            raise message.error
         yield message
+
+
+async def _only(messages: AsyncIterator[Any], method: str) -> Any:
+    """The one message of a unary call read through the streaming handler."""
+    async for message in _checked(messages):
+        return message
+    raise invalid(f"{method} takes one request message and none arrived")
 
 
 def _code_name(context: grpc.aio.ServicerContext) -> str:
@@ -101,10 +117,13 @@ class Drain:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: str, drain: Drain | None = None, gate: Gate | None = None) -> None:
+    def __init__(
+        self, service: str, drain: Drain | None = None, gate: Gate | None = None, limits: ReceiveLimits | None = None
+    ) -> None:
         self._service = service
         self._drain = drain or Drain()
         self._gate = gate or Gate(service)
+        self._limits = limits or ReceiveLimits()
 
     async def intercept_service(
         self,
@@ -116,28 +135,25 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or full_method.startswith(_INFRA):
             return handler
         method = full_method.rsplit("/", 1)[-1]
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap(method, handler.unary_unary),
-                request_deserializer=_lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._wrap(method, handler.stream_unary, streamed=True),
-                request_deserializer=_lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        behaviour = handler.unary_unary or handler.stream_unary
+        if behaviour is None:
+            return handler
+        # served as client-streamed in both cases: nothing is read before admission
+        return grpc.stream_unary_rpc_method_handler(
+            self._wrap(method, behaviour, streamed=handler.stream_unary is not None),
+            request_deserializer=_lenient(handler.request_deserializer, self._limits.for_method(method), method),
+            response_serializer=handler.response_serializer,
+        )
 
     def _wrap(
-        self, method: str, behaviour: Callable[..., Awaitable[Any]], streamed: bool = False
+        self, method: str, behaviour: Callable[..., Awaitable[Any]], streamed: bool
     ) -> Callable[..., Awaitable[Any]]:
         service = self._service
         drain = self._drain
         gate = self._gate
+        limits = self._limits
 
-        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
             if not drain.enter():
                 RPCS.labels(service, method, "UNAVAILABLE").inc()
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"{service} is shutting down; retry the call")
@@ -146,10 +162,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             gauge.inc()
             code = "UNKNOWN"
             try:
-                gate.check(context)
-                if isinstance(request, _Undecodable):
-                    raise _refuse(request.reason)
-                response = await behaviour(_checked(request) if streamed else request, context)
+                gate.check(context)  # credentials first: nothing of the body is read yet
+                async with limits.admit(method, drain.inflight, context.time_remaining()) as turn:
+                    if streamed:
+                        request = _checked(requests)
+                    else:
+                        request = await _only(requests, method)
+                        turn.read(request)
+                    response = await behaviour(request, context)
                 code = _code_name(context)
                 return response
             except ServiceError as err:

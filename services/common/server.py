@@ -23,6 +23,7 @@ from services.common.config import env_bool, env_float, env_int, env_str
 from services.common.interceptor import Drain, ServiceInterceptor
 from services.common.jsonlog import setup_logging
 from services.common.memory import reuse_freed_arrays
+from services.common.receive import ReceiveLimits
 from services.common.transport import MiB, bind, connection_age_options, message_limit_bytes, message_options
 
 LINGER_SECONDS = 0.2  # refusing, before the port closes: calls already on the wire get UNAVAILABLE
@@ -41,6 +42,8 @@ class ServiceSpec:
     # Runs after the server has drained (closing clients, pools).
     shutdown: Callable[[], Awaitable[None]] | None = None
     extra_options: list[tuple[str, int]] = field(default_factory=list)
+    # Methods whose one request message may hold a whole file or spectrogram (receive.py).
+    large_requests: frozenset[str] = frozenset()
 
 
 async def serve(spec: ServiceSpec) -> None:
@@ -53,13 +56,18 @@ async def serve(spec: ServiceSpec) -> None:
     limit = message_limit_bytes()
 
     drain = Drain()
+    limits = ReceiveLimits.from_env(spec.large_requests)
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(spec.name, drain, Gate.from_env(spec.name))],
+        interceptors=[ServiceInterceptor(spec.name, drain, Gate.from_env(spec.name), limits)],
         options=[
             *message_options(),
             *connection_age_options(),
             ("grpc.so_reuseport", 0),
             ("grpc.max_concurrent_streams", env_int("MAX_CONCURRENT_STREAMS", 64)),
+            # A call not yet admitted holds one 64 KiB window, not its message: with BDP probing
+            # gRPC widens every stream's window and buffers bodies nobody asked for (receive.py).
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", 64 * 1024),
             *spec.extra_options,
         ],
     )
@@ -86,6 +94,7 @@ async def serve(spec: ServiceSpec) -> None:
             "port": bound,
             "services": names,
             "max_message_mb": limit // MiB,
+            "request_memory_bound_mb": limits.bound_bytes // MiB,
             "metrics_port": metrics_port,
         },
     )

@@ -40,4 +40,5 @@ async def shutdown() -> None:
 
 
 if __name__ == "__main__":
-    run(ServiceSpec("featurizer", 50051, register, warmup, shutdown))
+    run(ServiceSpec("featurizer", 50051, register, warmup, shutdown,
+                    large_requests=frozenset({"Featurize"})))  # a whole file

@@ -91,4 +91,4 @@ async def warmup() -> None:
 
 
 if __name__ == "__main__":
-    run(ServiceSpec("modelserver", 8500, register, warmup))
+    run(ServiceSpec("modelserver", 8500, register, warmup, large_requests=frozenset({"Predict"})))

@@ -88,4 +88,5 @@ async def shutdown() -> None:
 
 
 if __name__ == "__main__":
-    run(ServiceSpec("recommender", 50053, register, warmup, shutdown))
+    run(ServiceSpec("recommender", 50053, register, warmup, shutdown,
+                    large_requests=frozenset({"RecommendBySeeds"})))  # uploaded seeds

@@ -124,6 +124,57 @@ def test_front_door_needs_an_api_key_and_keys_rotate_without_restart(
         assert health is not None
 
 
+def test_a_flood_of_maximal_messages_is_read_within_the_admission_bound(
+    synthetic_index: Catalog, featurizer: Proc, classifier: Proc, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text(f"team-a:{digest('key-a')}\n")
+    env = recommender_env(synthetic_index, featurizer, classifier, API_KEYS_FILE=str(keys))
+    seeds = recommender_pb2.RecommendBySeedsRequest(seeds=[recommender_pb2.Seed(
+        audio=recommender_pb2.AudioFile(filename="big.wav", data=b"\1" * (31 * 2**20)))])
+    payload = seeds.SerializeToString()  # 31 MiB, under MAX_MESSAGE_MB: gRPC itself would read it
+
+    def flood(address: str, key: str) -> list[grpc.StatusCode]:
+        codes: list[grpc.StatusCode] = []
+
+        def sender() -> None:  # 4 connections x 16 calls at once
+            with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 2**26)]) as channel:
+                call = channel.unary_unary("/musicrec.v1.RecommenderService/RecommendBySeeds")
+                metadata = [("authorization", f"Bearer {key}")]
+                futures = [call.future(payload, timeout=60, metadata=metadata) for _ in range(16)]
+                codes.extend(future.exception().code() for future in futures)
+
+        threads = [threading.Thread(target=sender) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        return codes
+
+    with running("services.recommender", env, tmp_path) as rec:
+        baseline = resident_mib(rec.process.pid)
+        assert flood(rec.address, "no-such-key") == [grpc.StatusCode.UNAUTHENTICATED] * 64
+        grown = resident_mib(rec.process.pid) - baseline
+        assert grown < 150, f"64 unauthenticated 31 MiB requests grew the recommender by {grown:.0f} MiB"
+        # with a key the bodies are read, LARGE_REQUESTS_AT_ONCE (2) at a time; the others wait
+        # with one flow-control window each (8 at once: 2.5 GB; BDP probing on: 2.2 GB even at 1)
+        assert len(flood(rec.address, "key-a")) == 64
+        grown = resident_mib(rec.process.pid) - baseline
+        assert grown < 900, f"64 authenticated 31 MiB requests grew the recommender by {grown:.0f} MiB"
+        with grpc.insecure_channel(rec.address) as channel:  # and it keeps serving
+            stub = recommender_pb2_grpc.RecommenderServiceStub(channel)
+            reply = stub.RecommendById(recommender_pb2.RecommendByIdRequest(song_id="tones-01"),
+                                       metadata=[("authorization", "Bearer key-a")], timeout=10)
+            assert reply.recommendations
+
+
+def test_request_messages_are_limited_per_method(stub) -> None:
+    request = recommender_pb2.RecommendByIdRequest(song_id="tones-01", options=recommender_pb2.RecommendOptions(
+        exclude_ids=["x" * 2000] * 1000))  # 2 MB of options: over the small-message limit
+    code, details = code_and_details(lambda: stub.RecommendById(request, timeout=10))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "RecommendById request message may hold at most" in details
+
+
 def test_internal_services_accept_only_the_service_token(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("internal-secret\n")
