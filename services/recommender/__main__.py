@@ -14,6 +14,7 @@ from services.common.config import env_float, env_int, env_str, read_secret
 from services.common.server import ServiceSpec, run
 from services.common.upload import UploadLimits, UploadSlots
 from services.recommender.cache import ResponseCache
+from services.recommender.compute import Compute
 from services.recommender.index import DEFAULT_EF_SEARCH
 from services.recommender.live import LiveIndex
 from services.recommender.routing import RoutingPolicy
@@ -42,6 +43,7 @@ live = LiveIndex(
     env_float("INDEX_SWAP_BUDGET_MB", 2048),
 )
 parts: dict[str, object] = {}
+compute = Compute.from_env()
 
 
 async def register(server: grpc.aio.Server) -> Sequence[str]:
@@ -70,6 +72,7 @@ async def register(server: grpc.aio.Server) -> Sequence[str]:
             prior_weight=env_float("ROUTING_PRIOR_WEIGHT", DEFAULTS.prior_weight),
         ),
         ef_search=env_int("HNSW_EF_SEARCH", DEFAULT_EF_SEARCH),
+        compute=compute,
     )
     recommender_pb2_grpc.add_RecommenderServiceServicer_to_server(servicer, server)
     return [recommender_pb2.DESCRIPTOR.services_by_name["RecommenderService"].full_name]
@@ -85,6 +88,7 @@ async def shutdown() -> None:
     await live.stop()
     await parts["cache"].close()
     await parts["upstream"].close()
+    compute.close()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Another backend (e.g. a sharded vector engine) replaces this file and nothing el
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import hnswlib
@@ -20,6 +21,7 @@ class GenreIndex:
 
     def __init__(self, graph: hnswlib.Index) -> None:
         self._graph = graph
+        self._ef_lock = threading.Lock()  # ef is the graph's, not the query's: set and search together
 
     @classmethod
     def build(
@@ -55,16 +57,24 @@ class GenreIndex:
 
     def search(self, query: np.ndarray, k: int, ef: int = DEFAULT_EF_SEARCH) -> list[tuple[int, float]]:
         """The k nearest (row, cosine similarity), best first; fewer when the genre is smaller."""
+        return self.search_many(np.asarray(query).reshape(1, -1), k, ef)[0]
+
+    def search_many(self, queries: np.ndarray, k: int, ef: int = DEFAULT_EF_SEARCH) -> list[list[tuple[int, float]]]:
+        """search() for each row of `queries` [n, dim], in one call to the graph."""
         k = min(k, self.count)
-        if k <= 0:
-            return []
-        self._graph.set_ef(max(ef, k))
-        vector = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        vectors = np.ascontiguousarray(queries, dtype=np.float32)
+        if k <= 0 or not len(vectors):
+            return [[] for _ in range(len(vectors))]
         try:
-            rows, distances = self._graph.knn_query(vector, k=k, num_threads=1)
+            with self._ef_lock:
+                self._graph.set_ef(max(ef, k))
+                rows, distances = self._graph.knn_query(vectors, k=k, num_threads=1)
         except RuntimeError:  # hnswlib found fewer than k (many identical vectors cut the graph up)
-            return self._exact(vector[0], k)
-        return [(int(row), 1.0 - float(d)) for row, d in zip(rows[0], distances[0], strict=True)]
+            return [self._exact(vector, k) for vector in vectors]
+        return [
+            [(int(r), 1.0 - float(d)) for r, d in zip(row_ids, row_distances, strict=True)]
+            for row_ids, row_distances in zip(rows, distances, strict=True)
+        ]
 
     def _exact(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Brute force over the genre's stored (unit) vectors: the answer HNSW could not give."""

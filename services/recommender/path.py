@@ -6,6 +6,10 @@ previous song, among those closer to the target than the previous song; a depth-
 backtracks when that greedy choice leads to a dead end. Every genre is searched, so the path may
 change genre. The caller's exclusions, duration bounds and no-repeat
 windows apply; the similarity floor applies between consecutive songs.
+
+Bounded whatever the catalog's size: the pool holds at most MAX_POOL songs (the nearest to the
+waypoints), a song's similarities to the pool are computed when the search first steps on it
+(not a pool x pool matrix), and the search stops after NODE_BUDGET steps.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.recommender.compute import UNLIMITED, Budget
 from services.recommender.index import DEFAULT_EF_SEARCH, normalise_rows
 from services.recommender.options import Options
 from services.recommender.reasons import explain, sentences
@@ -22,6 +27,8 @@ from services.recommender.store import IndexSet
 
 DEFAULT_STEPS = 8
 MAX_STEPS = 50
+MAX_POOL = 2048
+FIRST_PER_WAYPOINT = 32
 
 
 @dataclass
@@ -40,7 +47,8 @@ class Path:
 
 
 def find_path(
-    index_set: IndexSet, start: int, end: int, count: int, options: Options, ef: int = DEFAULT_EF_SEARCH
+    index_set: IndexSet, start: int, end: int, count: int, options: Options, ef: int = DEFAULT_EF_SEARCH,
+    budget: Budget = UNLIMITED,
 ) -> Path:
     a, b = index_set.unit_rows([start, end])
     ends = {index_set.songs[start].id, index_set.songs[end].id}
@@ -48,12 +56,16 @@ def find_path(
     t = np.arange(1, count + 1)[:, None] / (count + 1)
     waypoints = normalise_rows((1 - t) * a + t * b)  # [count, F]
     total = len(index_set.songs)
-    want = 32
+    most = max(1, MAX_POOL // count)  # per waypoint: the pool stays within MAX_POOL songs
+    want = min(FIRST_PER_WAYPOINT, most)
+    nearest = _nearest(index_set, rules, waypoints, most, ef, budget)
     while True:
-        chain = _PathSearch(index_set, rules, start, end, waypoints, _pool(index_set, rules, waypoints, want, ef)).run()
-        if len(chain) == count or want >= total:
+        budget.check()
+        pool = _pool(nearest, want)
+        chain = _PathSearch(index_set, rules, start, end, waypoints, pool, budget).run()
+        if len(chain) == count or want >= min(total, most):
             break
-        want *= 4
+        want = min(4 * want, most)
     steps, reasons, previous = [], [], start
     for row in chain:
         z_prev = index_set.z_rows([previous])[0]
@@ -64,17 +76,30 @@ def find_path(
         previous = row
     for step, sentence in zip(steps, sentences(reasons), strict=True):
         step.reason = sentence
-    where = f"no chain of {count} songs, each closer to the target, qualified among the {total}"
+    where = f"no chain of {count} songs, each closer to the target, qualified among the {len(pool)} nearest the way"
     return Path(steps, rules.shortfall(count, len(steps), {}, where))
 
 
-def _pool(index_set: IndexSet, rules: Rules, waypoints: np.ndarray, want: int, ef: int) -> np.ndarray:
-    """The `want` songs nearest to each waypoint (over every genre) that no rule refuses outright."""
-    rows: set[int] = set()
-    for waypoint in waypoints:
-        found = [hit for index in index_set.indexes.values() for hit in index.search(waypoint, want, ef)]
-        rows.update(row for row, _ in sorted(found, key=lambda h: -h[1])[:want])
-    return np.array([r for r in sorted(rows) if not rules.refuses(r, np.inf)], dtype=np.int64)
+def _nearest(
+    index_set: IndexSet, rules: Rules, waypoints: np.ndarray, most: int, ef: int, budget: Budget
+) -> list[np.ndarray]:
+    """For each waypoint, the `most` songs nearest to it over every genre, best first, without
+    the songs a rule refuses outright (one graph call per genre for all waypoints)."""
+    found: list[list[tuple[int, float]]] = [[] for _ in waypoints]
+    for index in index_set.indexes.values():
+        budget.check()
+        for mine, hits in zip(found, index.search_many(waypoints, most, min(ef, max(2 * most, 64))), strict=True):
+            mine.extend(hits)
+    nearest = []
+    for hits in found:
+        rows = [row for row, _ in sorted(hits, key=lambda h: -h[1])[:most]]
+        nearest.append(np.array([r for r in rows if not rules.refuses(r, np.inf)], dtype=np.int64))
+    return nearest
+
+
+def _pool(nearest: list[np.ndarray], want: int) -> np.ndarray:
+    """The `want` nearest songs of each waypoint, together."""
+    return np.unique(np.concatenate([rows[:want] for rows in nearest])) if nearest else np.zeros(0, np.int64)
 
 
 class _PathSearch:
@@ -86,48 +111,59 @@ class _PathSearch:
     NODE_BUDGET = 5000
 
     def __init__(
-        self, index_set: IndexSet, rules: Rules, start: int, end: int, waypoints: np.ndarray, pool: np.ndarray
+        self, index_set: IndexSet, rules: Rules, start: int, end: int, waypoints: np.ndarray, pool: np.ndarray,
+        budget: Budget = UNLIMITED,
     ) -> None:
-        self.index_set, self.rules, self.start = index_set, rules, start
+        self.index_set, self.rules, self.start, self.budget = index_set, rules, start, budget
         self.pool = pool
         self.rows = np.concatenate([[start], pool]).astype(np.int64)  # position 0 is the start song
         rules.prefetch(self.rows)
-        units = np.stack([rules.unit(int(r)) for r in self.rows])
-        self.pair = units @ units[1:].T  # [1 + pool, pool]
-        self.to_target = units @ rules.unit(end)
-        self.to_waypoint = waypoints @ units[1:].T  # [count, pool]
+        self.units = np.stack([rules.unit(int(r)) for r in self.rows])  # [1 + pool, F]
+        self._pair: dict[int, np.ndarray] = {}
+        self.to_target = self.units @ rules.unit(end)
+        self.to_waypoint = waypoints @ self.units[1:].T  # [count, pool]
         self.floor = rules.options.min_similarity
         self.nodes = 0
         self.best: list[int] = []
 
+    def pair(self, position: int) -> np.ndarray:
+        """Similarities of the song at `position` to every pool song, computed on first use."""
+        if position not in self._pair:
+            self._pair[position] = self.units[1:] @ self.units[position]
+        return self._pair[position]
+
     def run(self) -> list[int]:
-        self._extend([0])
+        chosen = Chosen()
+        chosen.add(self.rules.song(self.start), self.start)
+        self._extend([0], chosen)
         return [int(self.rows[p]) for p in self.best[1:]]
 
-    def _extend(self, chain: list[int]) -> bool:
+    def _extend(self, chain: list[int], chosen: Chosen) -> bool:
         """chain: positions in self.rows, the start first. True once it holds every step."""
         if len(chain) > len(self.best):
             self.best = list(chain)
         step = len(chain) - 1
         if step == len(self.to_waypoint):
             return True
+        self.budget.check()
         last = chain[-1]
+        pair = self.pair(last)
         closer = self.to_target[1:] > self.to_target[last]
         closer[[p - 1 for p in chain[1:]]] = False
         if self.floor is not None:
-            closer &= self.pair[last] >= self.floor
-        score = np.where(closer, self.pair[last] + self.to_waypoint[step], -np.inf)
-        chosen = Chosen()
-        for p in chain:
-            chosen.add(self.index_set.songs[int(self.rows[p])], int(self.rows[p]))
+            closer &= pair >= self.floor
+        score = np.where(closer, pair + self.to_waypoint[step], -np.inf)
         tried = 0
         for candidate in np.argsort(-score, kind="stable"):
             if not np.isfinite(score[candidate]) or tried == self.BRANCH or self.nodes >= self.NODE_BUDGET:
                 break
-            if self.rules.blocks(int(self.pool[candidate]), chosen):
+            row = int(self.pool[candidate])
+            if self.rules.blocks(row, chosen):
                 continue
             tried += 1
             self.nodes += 1
-            if self._extend([*chain, int(candidate) + 1]):
+            chosen.add(self.rules.song(row), row)
+            if self._extend([*chain, int(candidate) + 1], chosen):
                 return True
+            chosen.pop()
         return False

@@ -42,14 +42,26 @@ class Chosen:
     ids: set[str] = field(default_factory=set)
     titles: set[tuple[str, str]] = field(default_factory=set)
     per_artist: dict[str, int] = field(default_factory=dict)
+    songs: list[SongRecord] = field(default_factory=list)
 
     def add(self, song: SongRecord, row: int) -> None:
         self.rows.append(row)
+        self.songs.append(song)
         self.ids.add(song.id)
         if key := title_key(song):
             self.titles.add(key)
         artist = song.artist.casefold()
         self.per_artist[artist] = self.per_artist.get(artist, 0) + 1
+
+    def pop(self) -> None:
+        """Take back the last song added (a path search backtracking); duplicates were never added."""
+        self.rows.pop()
+        song = self.songs.pop()
+        self.ids.discard(song.id)
+        if key := title_key(song):
+            self.titles.discard(key)
+        artist = song.artist.casefold()
+        self.per_artist[artist] -= 1
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,7 @@ class Rules:
         self.songs = index_set.songs
         self._units: dict[int, np.ndarray] = {}
         self._features: dict[int, np.ndarray] = {}
+        self._songs: dict[int, SongRecord] = {}
         self.options = options
         self.seed_ids = set(seed_ids)
         self.n_features = len(index_set.feature_names)
@@ -87,6 +100,12 @@ class Rules:
         missing = [int(r) for r in rows if int(r) not in self._units]
         for row, vector in zip(missing, self.index_set.unit_rows(missing), strict=True):
             self._units[row] = vector
+
+    def song(self, row: int) -> SongRecord:
+        """The catalog's record of a row, read once per answer (the rules look at some many times)."""
+        if row not in self._songs:
+            self._songs[row] = self.songs[row]
+        return self._songs[row]
 
     def unit(self, row: int) -> np.ndarray:
         if row not in self._units:
@@ -108,7 +127,7 @@ class Rules:
         return rule
 
     def _refusal(self, row: int, similarity: float) -> str | None:
-        song, o = self.songs[row], self.options
+        song, o = self.song(row), self.options
         if song.id in self.seed_ids or title_key(song) in self.seed_titles:
             return "seed"
         if len(self.seed_features) and float(np.max(self.seed_features @ self.features_unit(row))) >= SAME_RECORDING:
@@ -129,24 +148,26 @@ class Rules:
 
     def blocks(self, row: int, chosen: Chosen) -> str | None:
         """The rule that keeps this song out given what is chosen so far, or None."""
-        song, o = self.songs[row], self.options
+        song, o = self.song(row), self.options
         key = title_key(song)
         if song.id in chosen.ids or (key and key in chosen.titles):
             return "duplicate"
         mine = self.features_unit(row)
-        if chosen.rows and max(float(self.features_unit(r) @ mine) for r in chosen.rows) >= SAME_RECORDING:
+        if chosen.rows and float(np.max(np.stack([self.features_unit(r) for r in chosen.rows]) @ mine)) >= (
+            SAME_RECORDING
+        ):
             return "duplicate"
         artist = song.artist.casefold()
         if self.cap and artist and chosen.per_artist.get(artist, 0) >= self.cap:
             return "max_per_artist"
         if artist and o.no_repeat_artist_within:
             recent = chosen.rows[-o.no_repeat_artist_within :]
-            if any(self.songs[r].artist.casefold() == artist for r in recent):
+            if any(self.song(r).artist.casefold() == artist for r in recent):
                 return "no_repeat_artist_within"
         album = song.album.casefold()
         if album and o.no_repeat_album_within:
             recent = chosen.rows[-o.no_repeat_album_within :]
-            if any(self.songs[r].album.casefold() == album for r in recent):
+            if any(self.song(r).album.casefold() == album for r in recent):
                 return "no_repeat_album_within"
         return None
 

@@ -4,9 +4,14 @@ A query has one seed (a song, an upload, a vector) or several (a playlist), each
 A song's similarity is the weighted mean of its cosine similarities to the seeds; hits of the
 routed genres are merged by the routing score (routing.py) on that similarity. The rules
 (rules.py) drop seeds, duplicates and whatever the caller excluded; `diversity` trades
-similarity for novelty by maximal marginal relevance. Searches grow until k songs qualify or
-the genres are exhausted; when the routed genres hold fewer than k qualifying songs, the fill
-genres top up the rest (after them), and the result says why it is still short.
+similarity for novelty by maximal marginal relevance. Searches grow until k songs qualify, the
+genres are exhausted or MAX_CANDIDATES per genre were read (so an answer costs the same at 1M
+songs as at 10k); when the routed genres hold fewer than k qualifying songs, the fill genres top
+up the rest (after them), and the result says why it is still short.
+
+The weighted mean similarity to the seeds is the dot product with the weighted sum of their unit
+vectors, so the blend is the probe that finds the best songs; each seed's own nearest k are
+added as candidates too.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.common.errors import invalid
+from services.recommender.compute import UNLIMITED, Budget
 from services.recommender.index import DEFAULT_EF_SEARCH, normalise_rows
 from services.recommender.options import Options
 from services.recommender.reasons import Reason, explain, sentences
 from services.recommender.routing import Route, RoutingPolicy
 from services.recommender.rules import Chosen, Rules, Shortfall
 from services.recommender.store import IndexSet, SongRecord
+
+MAX_CANDIDATES = 4096  # per genre and search: what bounds an answer's time and memory
+PERMANENT = ("duplicate", "max_per_artist")  # blocking rules no later choice can lift
 
 
 @dataclass
@@ -80,10 +89,11 @@ def standardised_seeds(index_set: IndexSet, seeds: list[Seed]) -> np.ndarray:
 class _Search:
     """One answer: the candidates found so far and the rules that sift them."""
 
-    def __init__(self, index_set: IndexSet, query: Query, ef: int) -> None:
+    def __init__(self, index_set: IndexSet, query: Query, ef: int, budget: Budget) -> None:
         self.index_set = index_set
         self.query = query
         self.ef = ef
+        self.budget = budget
         self.z = standardised_seeds(index_set, query.seeds)
         self.units = normalise_rows(self.z)
         weights = np.array([max(s.weight, 0.0) for s in query.seeds], dtype=np.float64)
@@ -108,10 +118,17 @@ class _Search:
         """(merge score, row, similarity) of the routes' nearest songs to any probe, best first."""
         top = max((r.weight for r in routes), default=1.0)
         weight_of: dict[int, float] = {}
+        # the blend (last) reads `want`; each seed adds its own nearest few, so every seed has
+        # songs near it to offer when diversity asks for them
+        own = min(want, max(1, (self.query.options.k + 8) // len(self.query.seeds)))
         for route in routes:
+            self.budget.check()
             index = self.index_set.indexes[route.genre]
-            for probe in self.probes:
-                for row, _ in index.search(probe, want, self.ef):
+            found = index.search_many(self.probes[-1:], want, self.ef)
+            if len(self.probes) > 1:
+                found += index.search_many(self.probes[:-1], own, self.ef)
+            for hits in found:
+                for row, _ in hits:
                     weight_of[row] = route.weight
         if not weight_of:
             return []
@@ -124,43 +141,56 @@ class _Search:
         scored.sort(key=lambda c: (-c[0], c[1]))
         return scored
 
-    def select(self, base: list[tuple[int, float]], pool: list[tuple[float, int, float]]) -> list[tuple[int, float]]:
-        """Up to k songs: `base` first, then the pool by maximal marginal relevance under the rules."""
+    def select(
+        self, base: list[tuple[int, float]], candidates: list[tuple[float, int, float]], want: int
+    ) -> list[tuple[int, float]]:
+        """Up to k songs: `base` first, then, of the `want` best candidates no rule refuses, the
+        best by maximal marginal relevance under the rules."""
         options = self.query.options
         chosen = Chosen()
         for row, _ in base:
-            chosen.add(self.index_set.songs[row], row)
+            chosen.add(self.rules.song(row), row)
         picked = list(base)
-        pool = [(score, row, sim) for score, row, sim in pool if not self.rules.refuses(row, sim)]
-        taken = [False] * len(pool)
-        nearest_chosen = np.full(len(pool), -1.0)
-        pool_units = self.unit_rows([row for _, row, _ in pool])
-        for row, _ in base:
-            nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.rules.unit(row))
-        lam = options.diversity
+        pool = []
+        for score, row, sim in candidates:
+            if len(pool) == want:
+                break
+            if not self.rules.refuses(row, sim):
+                pool.append((score, row, sim))
         self.blocked = {}
-        while len(picked) < options.k:
-            best, best_value = -1, -np.inf
-            for i, (score, row, _) in enumerate(pool):
-                if taken[i]:
-                    continue
+        if not pool:
+            return picked
+        scores = np.array([score for score, _, _ in pool])
+        lam = options.diversity
+        nearest_chosen = np.full(len(pool), -1.0)
+        pool_units = self.unit_rows([row for _, row, _ in pool]) if lam else None
+        if lam:
+            for row, _ in base:
+                nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.rules.unit(row))
+        open_ = np.ones(len(pool), dtype=bool)  # not taken and not blocked for good
+        while len(picked) < options.k and open_.any():
+            self.budget.check()
+            value = scores if not lam or not chosen.rows else (1 - lam) * scores - lam * nearest_chosen
+            candidates = np.flatnonzero(open_)
+            best = -1
+            for i in candidates[np.argsort(-value[candidates], kind="stable")]:
+                row = pool[i][1]
                 rule = self.rules.blocks(row, chosen)
-                if rule:
-                    self.blocked[row] = rule
-                    continue
-                self.blocked.pop(row, None)
-                value = score if not lam or not chosen.rows else (1 - lam) * score - lam * nearest_chosen[i]
-                if value > best_value:
-                    best, best_value = i, value
-                if not lam:
-                    break  # the pool is in score order: the first that qualifies is the best
+                if not rule:
+                    self.blocked.pop(row, None)
+                    best = int(i)
+                    break
+                self.blocked[row] = rule
+                if rule in PERMANENT:
+                    open_[i] = False
             if best < 0:
                 break
-            taken[best] = True
+            open_[best] = False
             _, row, sim = pool[best]
-            chosen.add(self.index_set.songs[row], row)
+            chosen.add(self.rules.song(row), row)
             picked.append((row, sim))
-            nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.rules.unit(row))
+            if lam:
+                nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.rules.unit(row))
         return picked
 
     def fill(self, base: list[tuple[int, float]], routes: list[Route]) -> tuple[list[tuple[int, float]], bool]:
@@ -171,15 +201,15 @@ class _Search:
         # diversity needs room to choose from; the rules may drop many near songs
         want = k + 8 if not self.query.options.diversity else max(4 * k, 50)
         while routes:
-            picked = self.select(base, self.candidates(routes, want))
-            if len(picked) >= k or want >= total:
+            picked = self.select(base, self.candidates(routes, want), want)
+            if len(picked) >= k or want >= total or want >= MAX_CANDIDATES:
                 return picked, want >= total
-            want *= 2
+            want = min(2 * want, MAX_CANDIDATES)
         return picked, True
 
 
-def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH) -> Result:
-    search = _Search(index_set, query, ef)
+def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH, budget: Budget = UNLIMITED) -> Result:
+    search = _Search(index_set, query, ef, budget)
     routes = list({r.genre: r for r in query.routes if r.genre in index_set.indexes}.values())
     picked, exhausted = search.fill([], routes)
     if len(picked) < query.options.k:
@@ -196,7 +226,7 @@ def recommend(index_set: IndexSet, query: Query, ef: int = DEFAULT_EF_SEARCH) ->
     where = (
         f"all {songs} songs of the searched genres were considered"
         if exhausted
-        else f"the nearest songs of {len(routes)} genres were considered"
+        else f"the nearest songs of {len(routes)} genres were considered (up to {MAX_CANDIDATES} per genre)"
     )
     return Result(hits, routes, search.rules.shortfall(query.options.k, len(hits), search.blocked, where))
 

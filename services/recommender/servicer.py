@@ -19,13 +19,15 @@ from services.common.errors import invalid, quoted
 from services.common.upload import HeaderedUpload, UploadLimits, UploadSlots
 from services.recommender import seeds as seed_requests
 from services.recommender.cache import ResponseCache, by_id_key
+from services.recommender.compute import Budget, Compute
 from services.recommender.live import LiveIndex
 from services.recommender.lookup import analysed_vector, check_featurizer_schema, feature_vector, song_row
 from services.recommender.messages import hit_messages, routing_messages, shortfall_message, song_message
 from services.recommender.options import Options, parse_options
 from services.recommender.path import DEFAULT_STEPS, MAX_STEPS, find_path
 from services.recommender.routing import Route, RoutingPolicy, from_classification, mix
-from services.recommender.search import Query, recommend
+from services.recommender.search import Query, Result, recommend
+from services.recommender.store import IndexSet
 from services.recommender.upstream import Upstream
 
 log = logging.getLogger("recommender")
@@ -42,6 +44,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         upstream_timeout: float,
         policy: RoutingPolicy,
         ef_search: int,
+        compute: Compute,
     ) -> None:
         self._live = live
         self._cache = cache
@@ -51,9 +54,22 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         self._upstream_timeout = upstream_timeout
         self._policy = policy
         self._ef = ef_search
+        self._compute = compute
 
     def _query(self, raw: np.ndarray, routes: list[Route], options: Options, exclude_id: str = "", **kw) -> Query:
         return Query.one(raw, routes, options, exclude_id, policy=self._policy, **kw)
+
+    async def _recommend(
+        self, index: IndexSet, query: Query, context: grpc.aio.ServicerContext, seed_labels: list[str] | None = None
+    ) -> tuple[Result, list[recommender_pb2.Recommendation]]:
+        """The search and its hits' messages, on a worker thread (compute.py): the event loop
+        keeps answering meanwhile."""
+
+        def work(budget: Budget) -> tuple[Result, list[recommender_pb2.Recommendation]]:
+            result = recommend(index, query, self._ef, budget)
+            return result, hit_messages(result.hits, seed_labels)
+
+        return await self._compute.run(work, context.time_remaining())
 
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()
@@ -79,10 +95,10 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             song.genre, song.genre_source == "catalog", seed_requests.stored_vote(index, row), index.genres
         )
         query = self._query(index.raw_rows([row])[0], routes, options, exclude_id=song.id, fill=index.genres)
-        result = recommend(index, query, self._ef)
+        result, hits = await self._recommend(index, query, context)
         response = recommender_pb2.RecommendByIdResponse(
             query=song_message(song),
-            recommendations=hit_messages(result.hits),
+            recommendations=hits,
             index_generation=index.generation,
             **routing_messages(result.routes),
             **shortfall_message(result.shortfall),
@@ -106,9 +122,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         vote = await self._upstream.classify(analysis.mel, timeout)
         routes = self._policy.for_vote(from_classification(vote), index.genres)
         raw = analysed_vector(index, analysis.features, vote)
-        result = recommend(index, self._query(raw, routes, options, fill=index.genres), self._ef)
+        result, hits = await self._recommend(index, self._query(raw, routes, options, fill=index.genres), context)
         return recommender_pb2.RecommendByAudioResponse(
-            recommendations=hit_messages(result.hits),
+            recommendations=hits,
             classification=vote,
             window=analysis.window,
             index_generation=index.generation,
@@ -126,9 +142,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         if genre and genre not in index.indexes:
             raise invalid(f"unknown genre {quoted(request.genre)}; indexed genres: {', '.join(index.genres)}")
         routes = [Route(genre, 1.0, "requested")] if genre else [Route(g, 1.0, "all") for g in index.genres]
-        result = recommend(index, self._query(raw, routes, options), self._ef)
+        result, hits = await self._recommend(index, self._query(raw, routes, options), context)
         return recommender_pb2.RecommendByFeaturesResponse(
-            recommendations=hit_messages(result.hits),
+            recommendations=hits,
             index_generation=index.generation,
             **routing_messages(result.routes),
             **shortfall_message(result.shortfall),
@@ -165,10 +181,10 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             )
         routes = mix([(r.seed.weight, r.routes) for r in resolved])
         query = Query([r.seed for r in resolved], routes, options, fill=index.genres, policy=self._policy)
-        result = recommend(index, query, self._ef)
+        result, hits = await self._recommend(index, query, context, [r.seed.label for r in resolved])
         total = sum(r.seed.weight for r in resolved)
         return recommender_pb2.RecommendBySeedsResponse(
-            recommendations=hit_messages(result.hits, [r.seed.label for r in resolved]),
+            recommendations=hits,
             seeds=[
                 recommender_pb2.SeedSummary(
                     label=r.seed.label,
@@ -194,20 +210,25 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         end = song_row(index, request.to_song_id, "to_song_id")
         if start == end:
             raise invalid("from_song_id and to_song_id name the same song: a path needs two different songs")
-        path = find_path(index, start, end, request.count or DEFAULT_STEPS, options, self._ef)
-        return recommender_pb2.FindPathResponse(
-            start=song_message(index.songs[start]),
-            end=song_message(index.songs[end]),
-            steps=[
-                recommender_pb2.PathStep(
-                    song=song_message(index.songs[step.row]),
-                    similarity_to_previous=step.similarity_to_previous,
-                    similarity_to_target=step.similarity_to_target,
-                    genre_changed=step.genre_changed,
-                    reason=step.reason,
-                )
-                for step in path.steps
-            ],
-            index_generation=index.generation,
-            **shortfall_message(path.shortfall),
-        )
+        count = request.count or DEFAULT_STEPS
+
+        def work(budget: Budget) -> recommender_pb2.FindPathResponse:
+            path = find_path(index, start, end, count, options, self._ef, budget)
+            return recommender_pb2.FindPathResponse(
+                start=song_message(index.songs[start]),
+                end=song_message(index.songs[end]),
+                steps=[
+                    recommender_pb2.PathStep(
+                        song=song_message(index.songs[step.row]),
+                        similarity_to_previous=step.similarity_to_previous,
+                        similarity_to_target=step.similarity_to_target,
+                        genre_changed=step.genre_changed,
+                        reason=step.reason,
+                    )
+                    for step in path.steps
+                ],
+                index_generation=index.generation,
+                **shortfall_message(path.shortfall),
+            )
+
+        return await self._compute.run(work, context.time_remaining())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -195,6 +197,56 @@ def test_reflection_can_be_turned_off(tmp_path: Path) -> None:
         reflect = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
         code, _ = code_and_details(lambda: list(reflect(iter([b"\x3a\x00"]), timeout=5)))
         assert code == grpc.StatusCode.UNIMPLEMENTED
+
+
+HEAVY_CALLER = """
+import signal, sys, grpc
+from musicrec.v1 import recommender_pb2 as pb, recommender_pb2_grpc
+stub = recommender_pb2_grpc.RecommenderServiceStub(grpc.insecure_channel(sys.argv[1]))
+calls = [
+    lambda: stub.FindPath(pb.FindPathRequest(from_song_id="song-0", to_song_id="song-5", count=50), timeout=60),
+    lambda: stub.RecommendBySeeds(pb.RecommendBySeedsRequest(
+        seeds=[pb.Seed(song_id=f"song-{i * 7}") for i in range(20)],
+        options=pb.RecommendOptions(k=100, diversity=1.0)), timeout=60),
+    lambda: stub.RecommendById(pb.RecommendByIdRequest(song_id="song-3", options=pb.RecommendOptions(
+        k=100, exclude_ids=[f"song-{i}" for i in range(13, 10_013, 10)])), timeout=60),
+]
+done = 0
+signal.signal(signal.SIGTERM, lambda *_: (print(done, flush=True), sys.exit(0)))
+while True:
+    calls[done % 3]()
+    done += 1
+"""
+
+
+def test_health_and_cheap_calls_stay_answered_while_the_heaviest_requests_run(tmp_path: Path) -> None:
+    from bench.recommend import synthetic_catalog
+
+    synthetic_catalog(tmp_path / "index", 30_000)
+    env = {"INDEX_DIR": str(tmp_path / "index"), "REDIS_URL": "off",
+           "FEATURIZER_ADDR": "127.0.0.1:9", "CLASSIFIER_ADDR": "127.0.0.1:9"}  # by id: never called
+    with running("services.recommender", env, tmp_path) as rec, grpc.insecure_channel(rec.address) as channel:
+        stub = recommender_pb2_grpc.RecommenderServiceStub(channel)
+        # the heavy calls come from another process, one after another (a client's own threads
+        # would share its interpreter with the measuring loop)
+        heavy = subprocess.Popen([sys.executable, "-c", HEAVY_CALLER, rec.address], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        latencies = []
+        check = channel.unary_unary("/grpc.health.v1.Health/Check")
+        info = recommender_pb2.GetIndexInfoRequest()
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            check(b"", timeout=5)
+            stub.GetIndexInfo(info, timeout=5)
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.02)
+        heavy.terminate()
+        answered = int((heavy.communicate(timeout=30)[0] or "0").split()[-1] if heavy.stdout else 0)
+        p99 = float(np.percentile(latencies, 99))
+        assert answered >= 6, f"only {answered} heavy requests finished in 8 s"
+        assert p99 < 0.1, f"health + GetIndexInfo p99 {p99 * 1000:.0f} ms while heavy requests ran"
+
 
 
 # --- the cache ---------------------------------------------------------------------------------
