@@ -4,8 +4,12 @@
   holds one `name:sha256-hex` line per key (only hashes are stored; `python -m devtools.apikey`
   makes a key and its line) and is re-read when its content changes, so keys rotate without a
   restart; while it is missing or unreadable every key is refused.
+  A client certificate never replaces the key: with TLS_REQUIRE_CLIENT_CERT at the front door a
+  caller needs both, so revoking a key cuts its holder off.
 - Internal services (SERVICE_TOKEN_FILE set, or TLS_REQUIRE_CLIENT_CERT): a peer with a
-  verified client certificate, or `authorization: Bearer <service token>`.
+  verified client certificate that names (subject alternative name or common name) one of
+  TLS_ALLOWED_PEERS, or `authorization: Bearer <service token>`. Without TLS_ALLOWED_PEERS any
+  certificate the CA signed is accepted, and the log says so.
 - Neither configured: open, and the log says so (the local default).
 Health checks (Kubernetes probes) never need credentials; reflection can be turned off.
 """
@@ -102,6 +106,7 @@ class Gate:
     api_keys: ApiKeys | None = None
     service_token_hash: str | None = None
     peers_need_certificates: bool = False
+    allowed_peers: frozenset[str] = frozenset()  # names a client certificate must carry; empty: any
 
     @classmethod
     def from_env(cls, service: str) -> Gate:
@@ -112,7 +117,10 @@ class Gate:
             api_keys=ApiKeys(keys_file) if keys_file else None,
             service_token_hash=digest(token) if token else None,
             peers_need_certificates=env_bool("TLS_REQUIRE_CLIENT_CERT", False),
+            allowed_peers=frozenset(n.strip() for n in os.environ.get("TLS_ALLOWED_PEERS", "").split(",") if n.strip()),
         )
+        if gate.peers_need_certificates and gate.api_keys is None and not gate.allowed_peers:
+            log.warning("TLS_ALLOWED_PEERS is not set: any client certificate the CA signed is accepted")
         if gate.open:
             log.warning("no authentication configured: every caller is accepted "
                         "(set API_KEYS_FILE, SERVICE_TOKEN_FILE or TLS_REQUIRE_CLIENT_CERT)")
@@ -123,23 +131,37 @@ class Gate:
         return self.api_keys is None and self.service_token_hash is None and not self.peers_need_certificates
 
     def check(self, context: grpc.aio.ServicerContext) -> None:
-        """Raise UNAUTHENTICATED unless the caller shows what this service asks for."""
+        """Raise UNAUTHENTICATED (or PERMISSION_DENIED) unless the caller shows what this service asks for."""
         if self.open:
             return
         token = bearer(context.invocation_metadata())
-        if self.api_keys is not None and token is not None and self.api_keys.name_of(token) is not None:
-            return
-        service_token = self.service_token_hash is not None and token is not None
-        if service_token and hmac.compare_digest(digest(token), self.service_token_hash):
-            return
-        if self.peers_need_certificates and context.auth_context().get("x509_common_name"):
-            return  # the TLS layer verified the certificate against TLS_CA_FILE
-        if self.api_keys is not None:
+        if self.api_keys is not None:  # the front door: a valid key, whatever certificate came with it
+            if token is not None and self.api_keys.name_of(token) is not None:
+                return
             raise unauthenticated(
                 f"{self.service} needs an API key: send the metadata 'authorization: Bearer <key>' "
                 "(ask the operator for a key)" if token is None else
                 f"the API key sent to {self.service} is not valid (revoked or mistyped); ask the operator for a key"
             )
+        service_token = self.service_token_hash is not None and token is not None
+        if service_token and hmac.compare_digest(digest(token), self.service_token_hash):
+            return
+        names = peer_names(context) if self.peers_need_certificates else []
+        if names:  # the TLS layer verified the certificate against TLS_CA_FILE
+            if not self.allowed_peers or self.allowed_peers.intersection(names):
+                return
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{self.service} accepts calls from {', '.join(sorted(self.allowed_peers))} (TLS_ALLOWED_PEERS); "
+                f"the client certificate names {', '.join(names[:4])}",
+            )
         raise unauthenticated(
             f"{self.service} accepts only musicrec services: present a client certificate (mTLS) or the service token"
         )
+
+
+def peer_names(context: grpc.aio.ServicerContext) -> list[str]:
+    """The names in the caller's verified certificate: subject alternative names, then the common name."""
+    auth = context.auth_context() or {}
+    names = [*auth.get("x509_subject_alternative_name", []), *auth.get("x509_common_name", [])]
+    return [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]

@@ -90,6 +90,39 @@ def test_upload_path_runs_over_mtls_and_refuses_clients_without_a_certificate(
             assert code == grpc.StatusCode.UNAVAILABLE
 
 
+def test_each_service_accepts_only_the_peers_it_names_and_a_certificate_never_replaces_a_key(
+    synthetic_index: Catalog, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path / "pki")
+    recommender_cert, classifier_cert = pki.issue("recommender"), pki.issue("classifier")
+    keys = tmp_path / "keys"
+    keys.write_text(f"team-a:{digest('key-a')}\n")
+    with (
+        running("services.featurizer", {**pki.issue("featurizer").env(), "HEALTH_PORT": str(free_port()),
+                                        "TLS_ALLOWED_PEERS": "recommender,ingest"}, tmp_path) as fz,
+        running("services.recommender", {**recommender_cert.env(), "HEALTH_PORT": str(free_port()),
+                                         "API_KEYS_FILE": str(keys), "INDEX_DIR": str(synthetic_index.index_dir),
+                                         "REDIS_URL": "off", "FEATURIZER_ADDR": fz.address,
+                                         "CLASSIFIER_ADDR": "127.0.0.1:9"}, tmp_path) as rec,
+    ):
+        def credentials(cert) -> grpc.ChannelCredentials:
+            return grpc.ssl_channel_credentials(pki.ca.read_bytes(), cert.key.read_bytes(), cert.cert.read_bytes())
+
+        schema = featurizer_pb2.GetFeatureSchemaRequest()
+        with grpc.secure_channel(fz.address, credentials(recommender_cert)) as channel:
+            assert featurizer_pb2_grpc.FeaturizerServiceStub(channel).GetFeatureSchema(schema, timeout=10)
+        with grpc.secure_channel(fz.address, credentials(classifier_cert)) as channel:  # signed by the CA, wrong name
+            call = featurizer_pb2_grpc.FeaturizerServiceStub(channel).GetFeatureSchema
+            code, details = code_and_details(lambda: call(schema, timeout=10))
+            assert code == grpc.StatusCode.PERMISSION_DENIED and "names classifier" in details
+        with grpc.secure_channel(rec.address, credentials(classifier_cert)) as channel:
+            stub = recommender_pb2_grpc.RecommenderServiceStub(channel)
+            request = recommender_pb2.GetIndexInfoRequest()
+            code, _ = code_and_details(lambda: stub.GetIndexInfo(request, timeout=10))
+            assert code == grpc.StatusCode.UNAUTHENTICATED  # a certificate alone does not open the front door
+            assert stub.GetIndexInfo(request, metadata=[("authorization", "Bearer key-a")], timeout=10).songs
+
+
 def test_front_door_needs_an_api_key_and_keys_rotate_without_restart(
     synthetic_index: Catalog, featurizer: Proc, classifier: Proc, tmp_path: Path
 ) -> None:
