@@ -55,7 +55,7 @@ from devtools.localrun import ROOT, running
 from services.common import threads
 from services.common.upload import UPLOADS_PER_PEER
 from services.modelserver.session_config import cpu_has_fast_bf16
-from services.recommender.catalog import CatalogSong, write_catalog
+from services.recommender.catalog import CatalogSong, read_catalog, root_arguments, write_catalog
 
 DATA = ROOT.parent / "shared" / "data"
 # one thread inside each op; the model server keeps an inter-op pool as wide as its workers
@@ -117,7 +117,8 @@ def ingest(
     command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(catalog), "--index-dir",
                str(index_dir), "--featurizer", addresses["featurizer"], "--classifier", addresses["classifier"],
                "--workers", str(workers), "--uploads", str(uploads),
-               "--strict"]  # a song refused fails the bench, never skews it
+               "--strict",  # a song refused fails the bench, never skews it
+               *root_arguments(read_catalog(catalog, [Path("/")])[0])]  # the bench's own catalog
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     wall = time.perf_counter() - started

@@ -39,7 +39,7 @@ from services.common.quiet_tensorflow import import_tensorflow
 from services.common.upload import split_chunks
 from services.featurizer.pipeline import analyse
 from services.recommender import ingest
-from services.recommender.catalog import write_catalog
+from services.recommender.catalog import root_arguments, write_catalog
 from services.recommender.options import Options
 from services.recommender.routing import RoutingPolicy, Vote
 from services.recommender.search import Query, recommend
@@ -102,7 +102,8 @@ def main() -> int:
         cl = stack.enter_context(running("services.classifier", {**config, "TF_SERVING_ADDR": ms.address}, tmp))
         write_catalog(tmp / "catalog.csv", songs)
         addresses = ["--featurizer", fz.address, "--classifier", cl.address]
-        if ingest.main(["--catalog", str(tmp / "catalog.csv"), "--index-dir", str(tmp / "index"), *addresses]):
+        if ingest.main(["--catalog", str(tmp / "catalog.csv"), "--index-dir", str(tmp / "index"), *addresses,
+                        *root_arguments(songs)]):
             return 1
         env = {"INDEX_DIR": str(tmp / "index"), "REDIS_URL": "off", "FEATURIZER_ADDR": fz.address,
                "CLASSIFIER_ADDR": cl.address}

@@ -27,7 +27,7 @@ from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.transport import sync_channel
 from services.common.upload import split_chunks
 from services.recommender import ingest
-from services.recommender.catalog import write_catalog
+from services.recommender.catalog import read_catalog, root_arguments, write_catalog
 
 GTZAN = ROOT.parent / "shared" / "data" / "gtzan_mini" / "genres"
 FULL_SONGS = ROOT.parent / "shared" / "data" / "full_songs"
@@ -170,7 +170,8 @@ def main() -> int:
         cl = stack.enter_context(running("services.classifier", config, tmp))
         print(f"indexing {catalog} ...")
         addresses = ["--featurizer", fz.address, "--classifier", cl.address]
-        code = ingest.main(["--catalog", str(catalog), "--index-dir", str(index_dir), *addresses])
+        roots = root_arguments(read_catalog(catalog, [Path("/")])[0])  # the demo's own catalog: its folders
+        code = ingest.main(["--catalog", str(catalog), "--index-dir", str(index_dir), *addresses, *roots])
         if code:
             return code
         env = {

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from services.common.config import env_float, env_int
-from services.common.errors import exhausted
+from services.common.errors import busy
 from services.common.transport import message_limit_bytes
 
 KiB = 1024
@@ -52,6 +52,9 @@ class ReceiveLimits:
             wait_seconds=env_float("ADMISSION_WAIT_SECONDS", ADMISSION_WAIT_SECONDS),
         )
 
+    def is_large(self, method: str) -> bool:
+        return method in self.large_methods
+
     def for_method(self, method: str) -> int:
         """The largest request message `method` accepts, in bytes."""
         return self.large_bytes if method in self.large_methods else self.small_bytes
@@ -65,7 +68,7 @@ class ReceiveLimits:
     async def admit(self, method: str, inflight: int, time_remaining: float | None) -> AsyncIterator[Turn]:
         """A turn for the call, before its body is read; RESOURCE_EXHAUSTED when none comes."""
         if inflight > self.max_calls:
-            raise exhausted(f"{inflight - 1} calls are in progress (MAX_CONCURRENT_CALLS); retry with backoff")
+            raise busy(f"{inflight - 1} calls are in progress (MAX_CONCURRENT_CALLS); retry with backoff")
         if method not in self.large_methods:
             yield Turn(None, self.small_bytes)
             return
@@ -75,7 +78,7 @@ class ReceiveLimits:
         try:
             await asyncio.wait_for(self._turns.acquire(), wait)
         except TimeoutError:
-            raise exhausted(
+            raise busy(
                 f"{self.large_at_once} large requests are being received (LARGE_REQUESTS_AT_ONCE) and none "
                 f"finished within {wait:.1f} s; retry with backoff"
             ) from None

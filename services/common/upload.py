@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from services.common.config import env_float, env_int
-from services.common.errors import ServiceError, exhausted, invalid
+from services.common.errors import ServiceError, busy, exhausted, invalid
 from services.common.transport import MiB
 
 CHUNK_BYTES = 1024 * 1024
@@ -75,9 +75,9 @@ class UploadSlots:
     def hold(self, context: grpc.aio.ServicerContext) -> Iterator[None]:
         host = self.peer_host(context.peer() or "")
         if self._active >= self.total:
-            raise exhausted(f"{self._active} uploads in progress (MAX_CONCURRENT_UPLOADS); retry with backoff")
+            raise busy(f"{self._active} uploads in progress (MAX_CONCURRENT_UPLOADS); retry with backoff")
         if self._by_peer.get(host, 0) >= self.per_peer:
-            raise exhausted(
+            raise busy(
                 f"{self.per_peer} uploads from your address are already in progress (MAX_UPLOADS_PER_PEER); "
                 "finish or cancel one first"
             )

@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 
 from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc
-from services.common.errors import exhausted
+from services.common.errors import busy, exhausted
 from services.common.upload import UploadLimits, UploadSlots, collect_upload
 from services.featurizer.ear_mel import HOP, N_FFT
 from services.featurizer.pipeline import Analysis, analyse
@@ -69,7 +69,7 @@ class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
                 "limit (MAX_UPLOAD_MB); send a shorter file"
             )
         if self._pending >= self._max_pending:
-            raise exhausted(f"featurizer busy ({self._pending} uploads in progress); retry with backoff")
+            raise busy(f"featurizer busy ({self._pending} uploads in progress); retry with backoff")
         self._pending += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, analyse, data, filename)

@@ -15,12 +15,13 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import grpc
 
-from services.common.errors import ServiceError
+from services.common.errors import ServiceError, exhausted, invalid
 from services.common.predict_batch import MAX_PREDICT_BATCH
 from services.common.upload import UPLOADS_PER_PEER
 from services.recommender.routing import from_classification
@@ -160,6 +161,23 @@ class BatchedClassifier:
                                     return_exceptions=True)
 
 
+MAX_FILE_MB = 64  # as the featurizer's MAX_UPLOAD_MB
+
+
+def read_audio_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; a device (/dev/zero), a FIFO (which
+    would block forever), a folder or a larger file is refused without reading past the limit."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise invalid(f"{path} is not a regular file; a catalog names audio files")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise exhausted(f"{path} is over {max_bytes / 2**20:.0f} MiB (--max-file-mb); a song is smaller")
+    return data
+
+
 class Analyser:
     """One file at a time through the upstream client; the store answers what it already knows.
     A busy or restarting service (RESOURCE_EXHAUSTED, UNAVAILABLE: many shards share it) is
@@ -172,9 +190,10 @@ class Analyser:
 
     def __init__(
         self, upstream: Upstream, store: AnalysisStore, timeout: float, in_flight: int,
-        uploads: int = UPLOADS_PER_PEER,
+        uploads: int = UPLOADS_PER_PEER, max_bytes: int = MAX_FILE_MB * 2**20,
     ) -> None:
         self.upstream = upstream
+        self.max_bytes = max_bytes
         self.store = store
         self.timeout = timeout
         self.in_flight = in_flight  # songs analysed at once (ingest.analyse_songs)
@@ -184,7 +203,7 @@ class Analyser:
 
     async def analyse(self, path: Path) -> tuple[str, Analysed]:
         """(content hash, analysis)."""
-        data = await asyncio.to_thread(path.read_bytes)
+        data = await asyncio.to_thread(read_audio_file, path, self.max_bytes)
         sha = content_hash(data)
         known = self.store.get(sha)
         if known is not None:

@@ -20,7 +20,7 @@ from typing import TypeVar
 import grpc
 
 from services.common.config import env_float, env_int
-from services.common.errors import ServiceError, exhausted
+from services.common.errors import ServiceError, busy
 
 T = TypeVar("T")
 SEARCH_WORKERS = 1  # 2 on 2 cores: p99 of health 179 ms against 92, and fewer answers (GIL)
@@ -81,7 +81,7 @@ class Compute:
     async def run(self, work: Callable[[Budget], T], time_remaining: float | None = None) -> T:
         """work(budget) on a worker thread; the budget ends at the deadline or on cancellation."""
         if self._running >= self._capacity:
-            raise exhausted(f"{self._running} searches are running or waiting (SEARCH_WORKERS + SEARCH_QUEUE); "
+            raise busy(f"{self._running} searches are running or waiting (SEARCH_WORKERS + SEARCH_QUEUE); "
                             "retry with backoff")
         seconds = self.timeout if time_remaining is None else min(self.timeout, max(time_remaining, 0.0))
         budget = Budget(seconds)

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from services.common.config import env_str
 from services.common.errors import ServiceError, describe
 from services.common.upload import UPLOADS_PER_PEER
-from services.recommender.analysis import Analysed, Analyser, AnalysisStore, Setup, read_setup
+from services.recommender.analysis import MAX_FILE_MB, Analysed, Analyser, AnalysisStore, Setup, read_setup
 from services.recommender.build import build_generation
 from services.recommender.catalog import COLUMNS, CatalogError, CatalogSong, check_date, read_catalog
 from services.recommender.shards import ShardReport, read_reports, shard_folder, shard_songs
@@ -91,7 +91,7 @@ async def analyse_shard(args: argparse.Namespace, songs: list[CatalogSong]) -> t
     try:
         setup = await read_setup(upstream, args.timeout)
         store = AnalysisStore(args.index_dir / "analysis-cache", setup)
-        analyser = Analyser(upstream, store, args.timeout, args.workers, args.uploads)
+        analyser = Analyser(upstream, store, args.timeout, args.workers, args.uploads, args.max_file_mb * 2**20)
         mine = shard_songs(songs, args.shard, args.shards)
         label = "featurize + classify" + (f" (shard {args.shard} of {args.shards})" if args.shards > 1 else "")
         hashes, failed = await analyse_songs(analyser, mine, label)
@@ -133,6 +133,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--uploads", type=int, default=UPLOADS_PER_PEER,
                         help="files sent to the featurizer at once; at most its MAX_UPLOADS_PER_PEER")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per song and call")
+    parser.add_argument("--audio-root", type=Path, action="append", default=None,
+                        help="folder the catalog's audio must lie under (repeatable); default: the catalog's folder")
+    parser.add_argument("--max-file-mb", type=int, default=MAX_FILE_MB, help="largest audio file read")
     parser.add_argument("--strict", action="store_true", help="fail when any song cannot be analysed")
     parser.add_argument("--only", choices=["analyse", "publish"], help="one step (a shard, or the merge)")
     parser.add_argument("--shard", type=int, default=int(os.environ.get("JOB_COMPLETION_INDEX", "0")))
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     try:
-        songs, malformed = read_catalog(args.catalog)
+        songs, malformed = read_catalog(args.catalog, args.audio_root)
     except (OSError, UnicodeDecodeError, CatalogError) as exc:
         print(f"cannot read the catalog: {exc}", file=sys.stderr)
         return 2

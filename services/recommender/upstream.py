@@ -15,7 +15,7 @@ from musicrec.v1 import (
     featurizer_pb2_grpc,
 )
 from services.common import transport
-from services.common.errors import ServiceError, unavailable
+from services.common.errors import ServiceError, retry_after, unavailable
 from services.common.upload import HeaderedUpload, split_chunks
 
 # Upstream answers that are the caller's fault keep their code; the rest become UNAVAILABLE.
@@ -23,8 +23,8 @@ PASS_THROUGH = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAU
 
 
 def _translate(service: str, address: str, error: grpc.aio.AioRpcError) -> ServiceError:
-    if error.code() in PASS_THROUGH:
-        return ServiceError(error.code(), f"{service}: {error.details()}")
+    if error.code() in PASS_THROUGH:  # a busy upstream's RetryInfo goes on to the caller
+        return ServiceError(error.code(), f"{service}: {error.details()}", retry_after(error))
     return unavailable(f"{service} at {address} failed ({error.code().name}: {error.details()}); retry with backoff")
 
 
@@ -69,8 +69,9 @@ class Upstream:
         timeout: float,
         upload: HeaderedUpload | None,
     ) -> featurizer_pb2.FeaturizeStreamResponse:
+        call = self._featurizer.FeaturizeStream(requests, timeout=timeout)
         try:
-            return await self._featurizer.FeaturizeStream(requests, timeout=timeout)
+            return await call
         except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
             # A request iterator that raises cancels the call: say what the caller's stream broke.
             if upload is not None and upload.error is not None:
@@ -78,6 +79,11 @@ class Upstream:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise _translate("featurizer", self.featurizer_addr, exc) from None
+        finally:
+            # a refused call leaves gRPC's task that sends the requests waiting, and with it the
+            # file's bytes (31 MiB per refused seed, never freed): stop both
+            call.cancel()
+            await requests.aclose()
 
     async def feature_schema(self, timeout: float) -> featurizer_pb2.GetFeatureSchemaResponse:
         try:
@@ -112,8 +118,13 @@ class Upstream:
         await self._cl_channel.close()
 
 
-RETRIED = {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
 ATTEMPTS = 6
+
+
+def retryable(error: ServiceError) -> bool:
+    """UNAVAILABLE (restarting, unreachable) or a refusal that says when to retry (RetryInfo:
+    busy); a file over a size limit is RESOURCE_EXHAUSTED without it, and is not retried."""
+    return error.code == grpc.StatusCode.UNAVAILABLE or error.retry_after is not None
 
 
 async def with_backoff(call):
@@ -122,7 +133,7 @@ async def with_backoff(call):
         try:
             return await call()
         except ServiceError as exc:
-            if exc.code not in RETRIED or attempt == ATTEMPTS - 1:
+            if not retryable(exc) or attempt == ATTEMPTS - 1:
                 raise
-            await asyncio.sleep(0.2 * 2**attempt * (0.5 + random.random()))
+            await asyncio.sleep(max(exc.retry_after or 0.0, 0.2 * 2**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")

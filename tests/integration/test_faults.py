@@ -209,6 +209,7 @@ def test_broken_catalog_rows_are_reported_not_lost(synthetic_index: Catalog, fea
     index_dir = tmp_path / "index"
     base = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(csv), "--index-dir", str(index_dir)]
     base += ["--featurizer", featurizer.address, "--classifier", classifier.address]
+    base += ["--audio-root", str(tmp_path), "--audio-root", str(folder)]
     strict = subprocess.run([*base, "--strict"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert strict.returncode == 1 and current_generation(index_dir) is None
     done = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -20,7 +20,7 @@ from devtools.demo_catalog import manifest_catalog
 from devtools.localrun import Proc, running
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.recommender import ingest
-from services.recommender.catalog import CatalogSong, read_catalog, write_catalog
+from services.recommender.catalog import CatalogSong, read_catalog, root_arguments, write_catalog
 from tests.conftest import GTZAN, SHARED, grpcurl_exe, needs_gtzan
 
 pytestmark = needs_gtzan
@@ -57,6 +57,7 @@ def catalog(featurizer: Proc, classifier: Proc, tmp_path_factory: pytest.TempPat
     songs += [s for s in manifest_catalog(FULL_SONGS) if s.genre in GENRES]
     write_catalog(folder / "catalog.csv", songs)
     arguments = ["--catalog", str(folder / "catalog.csv"), "--index-dir", str(folder / "index"), "--strict"]
+    arguments += root_arguments(songs)
     assert ingest.main([*arguments, "--featurizer", featurizer.address, "--classifier", classifier.address]) == 0
     return folder
 
@@ -189,7 +190,7 @@ def test_reasons_differ_within_answers(stub, catalog: Path) -> None:
     """The issue's check: 173 of 500 hits gave one same reason, often all 5 of an answer."""
     groups = [r.group for r in by_id(stub, "disco.00001").recommendations[0].reasons]
     named, distinct = Counter(), []
-    ids = [s.id for s in read_catalog(catalog / "catalog.csv")[0]]
+    ids = [s.id for s in read_catalog(catalog / "catalog.csv", [Path("/")])[0]]
     for song_id in ids:
         hits = by_id(stub, song_id).recommendations
         sets = [frozenset(g for g in groups if g in h.reason) for h in hits]

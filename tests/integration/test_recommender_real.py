@@ -15,7 +15,7 @@ from devtools.demo_catalog import folder_catalog
 from devtools.localrun import Proc, running
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.recommender import ingest
-from services.recommender.catalog import write_catalog
+from services.recommender.catalog import root_arguments, write_catalog
 from services.recommender.index import DEFAULT_EF_SEARCH, GenreIndex, exact_search
 from services.recommender.routing import RoutingPolicy
 from services.recommender.store import IndexSet, load_current
@@ -28,8 +28,10 @@ pytestmark = needs_gtzan
 @pytest.fixture(scope="module")
 def gtzan_index(featurizer: Proc, classifier: Proc, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("gtzan")
-    write_catalog(folder / "catalog.csv", folder_catalog(GTZAN))
+    songs = folder_catalog(GTZAN)
+    write_catalog(folder / "catalog.csv", songs)
     arguments = ["--catalog", str(folder / "catalog.csv"), "--index-dir", str(folder / "index"), "--strict"]
+    arguments += root_arguments(songs)
     arguments += ["--featurizer", featurizer.address, "--classifier", classifier.address]
     assert ingest.main(arguments) == 0
     return folder / "index"

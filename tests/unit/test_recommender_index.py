@@ -162,7 +162,7 @@ def test_recommend_rules(tmp_path: Path) -> None:
 def test_catalog_is_validated_row_by_row(tmp_path: Path) -> None:
     good = "id,title,artist,release_date,genre,audio_path\na,A,X,1999-12-31,Rock,a.wav\nb,B,,,, /abs/b.wav\n"
     (tmp_path / "ok.csv").write_text(good)
-    songs, problems = read_catalog(tmp_path / "ok.csv")
+    songs, problems = read_catalog(tmp_path / "ok.csv", [tmp_path, Path("/abs")])
     assert songs[0].genre == "rock" and songs[0].audio_path == tmp_path / "a.wav" and problems == []
     assert songs[1].release_date == "" and songs[1].audio_path == Path("/abs/b.wav")
     (tmp_path / "bad.csv").write_text("id,title\na,A\n")
@@ -189,6 +189,81 @@ def test_catalog_is_validated_row_by_row(tmp_path: Path) -> None:
                           (7, "field larger than field limit"), (9, "fields where the header")]:
         assert f"mixed.csv:{line}: " in why and message in why, (line, message, why)
     assert len(problems) == 6
+
+
+def test_catalog_paths_stay_under_the_audio_root(tmp_path: Path) -> None:
+    root, outside = tmp_path / "music", tmp_path / "private"
+    root.mkdir(), outside.mkdir()
+    (outside / "secret.wav").write_bytes(b"x")
+    (root / "link.wav").symlink_to(outside / "secret.wav")
+    rows = ["a,,,,,a.wav", "b,,,,,sub/../b.wav", "c,,,,,../private/secret.wav", "d,,,,,/etc/passwd", "e,,,,,link.wav"]
+    (root / "catalog.csv").write_text("id,title,artist,release_date,genre,audio_path\n" + "\n".join(rows) + "\n")
+    songs, problems = read_catalog(root / "catalog.csv")
+    assert [s.id for s in songs] == ["a", "b"]
+    assert len(problems) == 3 and all("outside the audio root" in p for p in problems)
+    songs, _ = read_catalog(root / "catalog.csv", [root, outside])  # the operator names the other folder
+    assert [s.id for s in songs] == ["a", "b", "c", "e"]
+
+
+def test_ingestion_reads_only_regular_files_within_the_cap(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    import grpc
+
+    from services.common.errors import ServiceError
+    from services.recommender.analysis import read_audio_file
+
+    (tmp_path / "song.wav").write_bytes(b"RIFF" + bytes(100))
+    assert len(read_audio_file(tmp_path / "song.wav", 1000)) == 104
+    os.mkfifo(tmp_path / "fifo.wav")
+    refused: dict[str, grpc.StatusCode] = {}
+
+    def read(path: Path, cap: int) -> None:
+        try:
+            read_audio_file(path, cap)
+        except ServiceError as exc:
+            refused[path.name] = exc.code
+
+    for path, cap in ((tmp_path / "fifo.wav", 1000), (Path("/dev/zero"), 1000), (tmp_path / "song.wav", 50)):
+        reader = threading.Thread(target=read, args=(path, cap), daemon=True)
+        reader.start()
+        reader.join(5)
+        assert not reader.is_alive(), f"reading {path} hung"
+    assert refused == {"fifo.wav": grpc.StatusCode.INVALID_ARGUMENT, "zero": grpc.StatusCode.INVALID_ARGUMENT,
+                       "song.wav": grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def test_only_refusals_that_say_when_to_retry_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from services.common.errors import busy, exhausted, retry_after
+    from services.recommender import upstream
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(upstream.asyncio, "sleep", no_wait)
+    for error, calls_expected in ((exhausted("over the 64 MiB limit"), 1), (busy("queue full"), upstream.ATTEMPTS)):
+        calls = []
+
+        async def call(error=error, calls=calls):
+            calls.append(1)
+            raise error
+
+        with pytest.raises(type(error)):
+            asyncio.run(upstream.with_backoff(call))
+        assert len(calls) == calls_expected
+
+    class Failed:  # what a client sees: the status details in the trailing metadata
+        def __init__(self, metadata) -> None:
+            self._metadata = metadata
+
+        def trailing_metadata(self):
+            return self._metadata
+
+    assert retry_after(Failed(busy("queue full", 0.5).trailing_metadata())) == pytest.approx(0.5)
+    assert retry_after(Failed(exhausted("too big").trailing_metadata())) is None
 
 
 def test_routed_genres_are_merged_by_similarity_plus_log_prior(tmp_path: Path) -> None:
