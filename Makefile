@@ -84,15 +84,19 @@ deploy-check: setup ## offline: kubectl kustomize (base, jobs, secure and bf16 o
 demo: setup ## everything up on loopback, the demo catalog indexed, top-5 tables printed
 	$(NUMBA) $(PYTHON) -m scripts.demo
 
-bench: setup ## benchmarks: featurizer vs floor/naive/Essentia; recommender latency, HNSW vs exact, memory; ingestion; upload vs floor; the ear's CPU
+bench: setup ## benchmarks: featurizer vs floor/naive/Essentia; recommender latency, HNSW vs exact, memory; ingestion; upload vs floor; the ear's CPU; the heaviest requests
 	$(NUMBA) $(PYTHON) -m bench.featurize
 	$(NUMBA) $(PYTHON) -m bench.recommend
 	$(NUMBA) $(PYTHON) -m bench.ingest
 	$(NUMBA) $(PYTHON) -m bench.upload
 	$(NUMBA) $(PYTHON) -m bench.ear
+	$(NUMBA) $(PYTHON) -m bench.heavy
 
 bench-recommend: setup ## recommender only: p50/p99/rps by id, HNSW vs exact at 100k and 1M
 	$(NUMBA) $(PYTHON) -m bench.recommend
+
+median-kernel: setup ## regenerate services/featurizer/median_kernel.py (HPSS's median network) from devtools/median_network.py
+	$(PYTHON) -m devtools.median_network
 
 ear: setup ## convert musicnn's MSD checkpoint (pinned wheel, fetched by pip now) into models/musicnn_msd
 	$(NUMBA) $(PYTHON) -m training.ear.convert

@@ -49,8 +49,6 @@ def vote_share(vote: classifier_pb2.ClassifyResponse) -> float:
 def from_classification(vote: classifier_pb2.ClassifyResponse) -> Vote:
     ranking = [score.genre for score in vote.ranking] or [vote.genre]
     probabilities = {score.genre: float(score.probability) for score in vote.ranking}
-    if not any(probabilities.values()) and vote.folds_voted:  # a classifier from before calibration
-        probabilities = {s.genre: float(s.probability_sum) / vote.folds_voted for s in vote.ranking}
     return Vote(ranking, probabilities, vote_share(vote))
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from services.recommender.index import GenreIndex
-from services.recommender.reasons import typical_gaps
 from services.recommender.record import SongRecord
 from services.recommender.songs import SongTable
 
@@ -53,10 +52,7 @@ class IndexSet:
         self.groups = {
             group: np.array([position[n] for n in names]) for group, names in self.manifest["feature_groups"].items()
         }
-        # written by the build; generations from before it are measured here, once
-        self.typical_gaps = self.manifest.get("typical_gaps") or typical_gaps(
-            self.groups, self.z_rows(np.arange(len(self.songs))), self.genre_rows()
-        )
+        self.typical_gaps = self.manifest["typical_gaps"]  # measured by the build
 
     @property
     def schema_version(self) -> str:
@@ -158,12 +154,7 @@ def load_generation(index_dir: Path, generation: int) -> IndexSet:
         genre: GenreIndex.load(folder / entry["file"], dim, entry["count"])
         for genre, entry in manifest["genres"].items()
     }
-    if (folder / "songs").is_dir():
-        songs, norms = SongTable.load(folder / "songs"), np.load(folder / "norms.npy", mmap_mode="r")
-    else:  # a generation from before the columns: songs.json and raw.npy
-        songs = SongTable.from_records([SongRecord(**row) for row in json.loads((folder / "songs.json").read_text())])
-        raw = np.load(folder / "raw.npy")
-        norms = np.linalg.norm(standardised(raw, scaler["mean"], scaler["scale"]), axis=1)
+    songs, norms = SongTable.load(folder / "songs"), np.load(folder / "norms.npy", mmap_mode="r")
     return IndexSet(generation, manifest, songs, norms, scaler["mean"], scaler["scale"], indexes)
 
 

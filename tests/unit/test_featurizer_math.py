@@ -15,6 +15,7 @@ import scipy.ndimage
 import soundfile as sf
 from numpy.lib.stride_tricks import sliding_window_view
 
+from devtools import median_network
 from devtools.localrun import ROOT
 from services.featurizer import kernels, median
 from services.featurizer.features import featurize
@@ -115,15 +116,15 @@ def test_running_median_equals_scipy_as_librosa_calls_it() -> None:
 @pytest.mark.parametrize("block", [1, 2, 4, 8, 16, 32])
 def test_median_network_gives_every_windows_median(size: int, block: int) -> None:
     """Interpreted in numpy over small integers (many ties) and wide ones, for every block."""
-    program = median.median_program(size, block)
+    program = median_network.median_program(size, block)
     rng = np.random.default_rng(size * 100 + block)
     for high in (3, 1000):
         x = rng.integers(0, high, (program.n_inputs, 200)).astype(np.float32)
         values = {i: x[i] for i in range(program.n_inputs)}
         for op, lo, hi, a, b in program.ops.tolist():
-            if op != median.MAX:
+            if op != median_network.MAX:
                 values[lo] = np.minimum(values[a], values[b])
-            if op != median.MIN:
+            if op != median_network.MIN:
                 values[hi] = np.maximum(values[a], values[b])
         got = np.stack([values[v] for v in program.outputs.tolist()])
         want = np.median(sliding_window_view(x, size, axis=0), axis=-1)
@@ -131,10 +132,10 @@ def test_median_network_gives_every_windows_median(size: int, block: int) -> Non
 
 
 def test_median_network_shares_work_across_the_block() -> None:
-    one = median.median_program(31, 1)
-    shared = median.median_program(31, median.BLOCK)
-    per_median = sum(2 if op == median.BOTH else 1 for op in shared.ops[:, 0]) / shared.block
-    assert per_median < 0.2 * sum(2 if op == median.BOTH else 1 for op in one.ops[:, 0])
+    one = median_network.median_program(31, 1)
+    shared = median_network.median_program(31, median_network.BLOCK)
+    per_median = sum(2 if op == median_network.BOTH else 1 for op in shared.ops[:, 0]) / shared.block
+    assert per_median < 0.2 * sum(2 if op == median_network.BOTH else 1 for op in one.ops[:, 0])
 
 
 def test_harmonic_spectrum_is_librosas_soft_mask() -> None:
@@ -260,39 +261,19 @@ def test_tempo_equals_librosa_on_every_real_clip() -> None:
         assert _tempo(onset, SAMPLE_RATE) == librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE)[0], path.name
 
 
-def test_median_kernel_compiles_where_nothing_can_be_written(tmp_path, monkeypatch) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    monkeypatch.setattr(median, "_generated_dir", lambda: blocker / "generated")
-    kernel = median.block_kernel.__wrapped__(3, 2)
-    x = tied_spectrum((9, 70))
-    out = np.empty_like(x)
-    kernel(x, median.reflect_index(9, 3, 10 + 2), out)
-    np.testing.assert_array_equal(out, reflected_running_median(x, 3))
-    assert not (blocker / "generated").exists()
-
-
-def test_median_kernel_source_is_written_once_and_never_replaced(tmp_path, monkeypatch) -> None:
-    # numba's cache of a file is valid while the file's stamp stays: a second process (or
-    # service sharing the cache) must find the first one's file as it was
-    monkeypatch.setattr(median, "_generated_dir", lambda: tmp_path)
-    median.block_kernel.__wrapped__(3, 2)
-    (written,) = tmp_path.glob("musicrec_median_3x2_*.py")
-    stamp = written.stat().st_mtime_ns
-    median.block_kernel.__wrapped__(3, 2)
-    assert list(tmp_path.glob("musicrec_median_3x2_*")) == [written]
-    assert written.stat().st_mtime_ns == stamp
-    assert "def medians(x, idx, out)" in written.read_text()
+def test_the_committed_median_kernel_is_what_its_generator_writes() -> None:
+    committed = (ROOT / "services" / "featurizer" / "median_kernel.py").read_text()
+    generated = median_network.kernel_source(median_network.median_program(median_network.SIZE))
+    assert committed == generated, "services/featurizer/median_kernel.py is stale: python -m devtools.median_network"
 
 
 def test_a_copied_numba_cache_still_holds_the_median_kernel(tmp_path) -> None:
     # tests, the demo and the benchmarks copy one warmed cache folder per process
-    # (devtools/numba_cache.py): the generated kernel must be found there, not compiled again
+    # (devtools/numba_cache.py): the median kernel must be found there, not compiled again
     probe = (
-        "import numpy as np; from services.featurizer import median; "
-        "kernel = median.block_kernel(5, 4); x = np.ones((9, 70), np.float32); "
-        "kernel(x, median.reflect_index(9, 5, 12 + 4), np.empty_like(x)); "
-        "print(sum(kernel.stats.cache_hits.values()))"
+        "import numpy as np; from services.featurizer import median, median_kernel; "
+        "median.running_median(np.ones((9, 70), np.float32), 31); "
+        "print(sum(median_kernel.medians.stats.cache_hits.values()))"
     )
 
     def hits(cache: Path) -> int:

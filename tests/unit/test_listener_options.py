@@ -4,7 +4,6 @@ synthetic vectors (the same calls on real clips are in tests/integration/test_li
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -201,35 +200,6 @@ def test_reasons_are_contrasts_and_differ_within_an_answer(index: IndexSet) -> N
 def test_typical_gaps_are_written_by_the_build(index: IndexSet) -> None:
     assert set(index.manifest["typical_gaps"]) == set(GENRES)
     assert set(index.manifest["typical_gaps"]["rock"]) == set(index.groups)
-
-
-def test_a_generation_from_before_typical_gaps_still_loads(index: IndexSet, tmp_path: Path) -> None:
-    manifest = dict(index.manifest)
-    manifest.pop("typical_gaps")
-    older = IndexSet(index.generation, manifest, index.songs, index.norms, index.mean, index.scale, index.indexes)
-    assert older.typical_gaps.keys() == index.typical_gaps.keys()
-
-
-def test_a_generation_in_the_layout_before_columns_still_loads(index: IndexSet, tmp_path: Path) -> None:
-    """songs.json + raw.npy (generations published before the columns) load into the same IndexSet."""
-    import json
-    import shutil
-    from dataclasses import asdict
-
-    from services.recommender.store import load_generation
-
-    rows = np.arange(len(index.songs))
-    source = next(p for p in (tmp_path.parent.glob("index*/gen-*")) if p.is_dir())
-    folder = tmp_path / source.name
-    shutil.copytree(source, folder)
-    shutil.rmtree(folder / "songs")
-    (folder / "norms.npy").unlink()
-    (folder / "songs.json").write_text(json.dumps([asdict(s) for s in index.songs]))
-    np.save(folder / "raw.npy", index.raw_rows(rows))
-    old = load_generation(tmp_path, int(source.name[4:]))
-    assert [s.id for s in old.songs] == [s.id for s in index.songs]
-    np.testing.assert_allclose(old.raw_rows(rows), index.raw_rows(rows), rtol=1e-4, atol=1e-4)
-    assert old.row_of("jazz-3") == index.row_of("jazz-3") and old.row_of("nope") is None
 
 
 def test_equivalent_options_share_one_cache_entry() -> None:
