@@ -23,7 +23,7 @@ PROTO_BASELINE = protos/released/musicrec-v1.json
 BUF_BREAKING = $(BIN)/buf breaking --against $(PROTO_BASELINE)
 NUMBA   = NUMBA_CACHE_DIR=$(CURDIR)/var/numba/$@
 
-.PHONY: help proto-release setup protos test test-fast lint deploy-check demo bench bench-recommend ear train evaluate compare modelserver clean
+.PHONY: help proto-release setup protos test test-fast lint deploy-check demo bench bench-recommend config-doc median-kernel ear train evaluate compare modelserver clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -46,8 +46,9 @@ setup: $(GEN) ## virtualenv, packages, generated gRPC stubs
 protos: $(GEN) ## generate Python stubs from protos/ (and buf lint them)
 	$(BIN)/buf lint
 
-lint: $(GEN) ## ruff + buf lint + buf breaking against the released contracts
+lint: $(GEN) ## ruff + buf lint + buf breaking against the released contracts + docs/configuration.md current
 	$(BIN)/ruff check $(LINTED)
+	$(PYTHON) -m devtools.config_doc --check
 	$(BIN)/buf lint
 	$(BUF_BREAKING)
 
@@ -94,6 +95,9 @@ bench: setup ## benchmarks: featurizer vs floor/naive/Essentia; recommender late
 
 bench-recommend: setup ## recommender only: p50/p99/rps by id, HNSW vs exact at 100k and 1M
 	$(NUMBA) $(PYTHON) -m bench.recommend
+
+config-doc: setup ## regenerate docs/configuration.md from the settings the code declares
+	$(PYTHON) -m devtools.config_doc
 
 median-kernel: setup ## regenerate services/featurizer/median_kernel.py (HPSS's median network) from devtools/median_network.py
 	$(PYTHON) -m devtools.median_network

@@ -11,19 +11,19 @@ import grpc
 
 from musicrec.v1 import classifier_pb2, classifier_pb2_grpc
 from services.classifier.servicer import ClassifierServicer
+from services.classifier.settings import PREDICT_TIMEOUT, TF_SERVING_ADDR
 from services.classifier.tfserving import TFServingClient
-from services.common.config import env_float, env_str
-from services.common.modelconfig import DEFAULT_CONFIG, ear_and_folds
+from services.common.modelconfig import MODEL_CONFIG_FILE, ear_and_folds
 from services.common.server import ServiceSpec, run
 
-EAR, FOLDS = ear_and_folds(Path(env_str("MODEL_CONFIG_FILE", str(DEFAULT_CONFIG))))
+EAR, FOLDS = ear_and_folds(Path(MODEL_CONFIG_FILE.as_str()))
 parts: dict[str, object] = {}
 
 
 async def register(server: grpc.aio.Server) -> Sequence[str]:
     # aio channels belong to the running event loop: create the client inside it.
-    client = TFServingClient(env_str("TF_SERVING_ADDR", "127.0.0.1:8500"))
-    servicer = ClassifierServicer(client, EAR, FOLDS, env_float("PREDICT_TIMEOUT_SECONDS", 10.0))
+    client = TFServingClient(TF_SERVING_ADDR.as_str())
+    servicer = ClassifierServicer(client, EAR, FOLDS, PREDICT_TIMEOUT.as_float())
     parts.update(client=client, servicer=servicer)
     classifier_pb2_grpc.add_ClassifierServiceServicer_to_server(servicer, server)
     return [classifier_pb2.DESCRIPTOR.services_by_name["ClassifierService"].full_name]

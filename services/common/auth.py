@@ -19,14 +19,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import time
 from dataclasses import dataclass
 
 import grpc
 
-from services.common.config import env_bool, read_secret
+from services.common.config import Setting
 from services.common.errors import ServiceError
+from services.common.transport import SERVICE_TOKEN_FILE, TLS_REQUIRE_CLIENT_CERT
+
+API_KEYS_FILE = Setting("API_KEYS_FILE", None, "recommender",
+                        "`name:sha256` lines; when set, callers need `authorization: Bearer <key>`; re-read when its "
+                        "content changes; missing or unreadable: every key refused")
+TLS_ALLOWED_PEERS = Setting("TLS_ALLOWED_PEERS", None, "featurizer, classifier, model server",
+                            "with `TLS_REQUIRE_CLIENT_CERT`: comma-separated names a client certificate must carry "
+                            "(SAN or CN)", shown="unset (any certificate of the CA)")
 
 log = logging.getLogger("auth")
 RELOAD_CHECK_SECONDS = 1.0
@@ -110,14 +117,14 @@ class Gate:
 
     @classmethod
     def from_env(cls, service: str) -> Gate:
-        keys_file = os.environ.get("API_KEYS_FILE", "")
-        token = read_secret("SERVICE_TOKEN_FILE")
+        keys_file = API_KEYS_FILE.as_str()
+        token = SERVICE_TOKEN_FILE.secret()
         gate = cls(
             service,
             api_keys=ApiKeys(keys_file) if keys_file else None,
             service_token_hash=digest(token) if token else None,
-            peers_need_certificates=env_bool("TLS_REQUIRE_CLIENT_CERT", False),
-            allowed_peers=frozenset(n.strip() for n in os.environ.get("TLS_ALLOWED_PEERS", "").split(",") if n.strip()),
+            peers_need_certificates=TLS_REQUIRE_CLIENT_CERT.as_bool(),
+            allowed_peers=frozenset(n.strip() for n in TLS_ALLOWED_PEERS.as_str().split(",") if n.strip()),
         )
         if gate.peers_need_certificates and gate.api_keys is None and not gate.allowed_peers:
             log.warning("TLS_ALLOWED_PEERS is not set: any client certificate the CA signed is accepted")

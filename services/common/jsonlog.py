@@ -7,7 +7,9 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-from services.common.config import env_str
+from services.common.config import Setting
+
+LOG_LEVEL = Setting("LOG_LEVEL", "INFO", "all", "JSON log level")
 
 
 def setup_logging(service: str) -> logging.Logger:
@@ -21,5 +23,5 @@ def setup_logging(service: str) -> logging.Logger:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(env_str("LOG_LEVEL", "INFO").upper())
+    root.setLevel(LOG_LEVEL.as_str().upper())
     return logging.getLogger(service)

@@ -18,19 +18,22 @@ import ctypes
 import ctypes.util
 import logging
 
-from services.common.config import env_bool
+from services.common.config import Setting
 
 log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1  # <malloc.h>
 M_MMAP_THRESHOLD = -3
+REUSE = Setting("REUSE_FREED_ARRAYS", True, "all",
+                "glibc keeps freed arrays for the next request (`services/common/memory.py`: mmap threshold 32 MiB, "
+                "trim threshold 256 MiB); 0 leaves glibc's defaults")
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 256 << 20
 
 
 def reuse_freed_arrays() -> bool:
     """Set the thresholds (glibc only); True when they took effect. Call once at start-up."""
-    if not env_bool("REUSE_FREED_ARRAYS", True):
+    if not REUSE.as_bool():
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

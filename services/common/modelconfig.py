@@ -13,10 +13,15 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from services.common.config import env_str
+from services.common.config import Setting
 
-EAR_MODEL = env_str("EAR_MODEL", "musicnn_msd")
+EAR_MODEL = Setting("EAR_MODEL", "musicnn_msd", "classifier",
+                    "which models.config entry is the pretrained ear (every other entry is a fold that votes)").as_str()
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "models" / "models.config"
+MODEL_CONFIG_FILE = Setting("MODEL_CONFIG_FILE", str(DEFAULT_CONFIG), "classifier, model server",
+                            "TF Serving ModelServerConfig (text): the model server serves the models it lists, the "
+                            "classifier calls the ear and lets every other entry vote", shown="`models/models.config`")
 
 
 @dataclass(frozen=True)

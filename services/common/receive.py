@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from services.common.config import env_float, env_int
+from services.common.config import Setting
 from services.common.errors import busy
 from services.common.transport import message_limit_bytes
 
@@ -29,6 +29,17 @@ SMALL_MESSAGE_KB = 1536
 LARGE_REQUESTS_AT_ONCE = 2
 MAX_CONCURRENT_CALLS = 128
 ADMISSION_WAIT_SECONDS = 30.0
+SMALL_MESSAGE = Setting("SMALL_MESSAGE_KB", SMALL_MESSAGE_KB, "all",
+                        "largest request message of a method not declared large (options, ids, vectors, a 1 MiB upload "
+                        "chunk)")
+LARGE_AT_ONCE = Setting("LARGE_REQUESTS_AT_ONCE", LARGE_REQUESTS_AT_ONCE, "all",
+                        "large request messages (up to `MAX_MESSAGE_MB`: `Featurize`, `Classify`, `ClassifyBatch`, "
+                        "`Predict`, `RecommendBySeeds`) read at once; the rest wait")
+ADMISSION_WAIT = Setting("ADMISSION_WAIT_SECONDS", ADMISSION_WAIT_SECONDS, "all",
+                         "longest wait for a large request's turn (within the call's deadline), then "
+                         "RESOURCE_EXHAUSTED")
+CONCURRENT_CALLS = Setting("MAX_CONCURRENT_CALLS", MAX_CONCURRENT_CALLS, "all",
+                           "calls in flight (health checks apart); beyond, RESOURCE_EXHAUSTED before the body is read")
 
 
 @dataclass
@@ -45,11 +56,11 @@ class ReceiveLimits:
     def from_env(cls, large_methods: frozenset[str]) -> ReceiveLimits:
         return cls(
             large_methods,
-            small_bytes=env_int("SMALL_MESSAGE_KB", SMALL_MESSAGE_KB) * KiB,
+            small_bytes=SMALL_MESSAGE.as_int() * KiB,
             large_bytes=message_limit_bytes(),
-            large_at_once=env_int("LARGE_REQUESTS_AT_ONCE", LARGE_REQUESTS_AT_ONCE),
-            max_calls=env_int("MAX_CONCURRENT_CALLS", MAX_CONCURRENT_CALLS),
-            wait_seconds=env_float("ADMISSION_WAIT_SECONDS", ADMISSION_WAIT_SECONDS),
+            large_at_once=LARGE_AT_ONCE.as_int(),
+            max_calls=CONCURRENT_CALLS.as_int(),
+            wait_seconds=ADMISSION_WAIT.as_float(),
         )
 
     def is_large(self, method: str) -> bool:

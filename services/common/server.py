@@ -19,13 +19,26 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services.common.auth import Gate
-from services.common.config import env_bool, env_float, env_int, env_str
+from services.common.config import Setting
 from services.common.interceptor import Drain, ServiceInterceptor
 from services.common.jsonlog import setup_logging
 from services.common.memory import reuse_freed_arrays
 from services.common.receive import ReceiveLimits
 from services.common.transport import MiB, bind, connection_age_options, message_limit_bytes, message_options
 
+PORT = Setting("PORT", None, "all", "gRPC port",
+               shown="featurizer 50051, classifier 50052, recommender 50053, model server 8500")
+BIND_HOST = Setting("BIND_HOST", "[::]", "all", "address to bind")
+SHUTDOWN_GRACE = Setting("SHUTDOWN_GRACE_SECONDS", 10.0, "all",
+                         "on SIGTERM, after the drain: new calls get UNAVAILABLE and calls in flight get this long")
+SHUTDOWN_DRAIN = Setting("SHUTDOWN_DRAIN_SECONDS", 0.5, "all",
+                         "on SIGTERM: health goes NOT_SERVING and calls are still answered this long")
+METRICS_PORT = Setting("METRICS_PORT", 0, "all", "Prometheus `/metrics` HTTP port", shown="0 (off)")
+MAX_CONCURRENT_STREAMS = Setting("MAX_CONCURRENT_STREAMS", 64, "all", "HTTP/2 streams per client connection")
+REFLECTION = Setting("REFLECTION", True, "all", "gRPC server reflection (`off` in the secure overlay)")
+HEALTH_PORT = Setting("HEALTH_PORT", 0, "all",
+                      "an extra plaintext port with grpc.health.v1 only, for Kubernetes' gRPC probes when the service "
+                      "port needs TLS", shown="0 (none)")
 LINGER_SECONDS = 0.2  # refusing, before the port closes: calls already on the wire get UNAVAILABLE
 
 
@@ -48,11 +61,11 @@ class ServiceSpec:
 
 async def serve(spec: ServiceSpec) -> None:
     log = setup_logging(spec.name)
-    port = env_int("PORT", spec.default_port)
-    host = env_str("BIND_HOST", "[::]")
-    grace = env_float("SHUTDOWN_GRACE_SECONDS", 10.0)
-    drain_seconds = env_float("SHUTDOWN_DRAIN_SECONDS", 0.5)
-    metrics_port = env_int("METRICS_PORT", 0)
+    port = PORT.as_int(spec.default_port)
+    host = BIND_HOST.as_str()
+    grace = SHUTDOWN_GRACE.as_float()
+    drain_seconds = SHUTDOWN_DRAIN.as_float()
+    metrics_port = METRICS_PORT.as_int()
     limit = message_limit_bytes()
 
     drain = Drain()
@@ -63,7 +76,7 @@ async def serve(spec: ServiceSpec) -> None:
             *message_options(),
             *connection_age_options(),
             ("grpc.so_reuseport", 0),
-            ("grpc.max_concurrent_streams", env_int("MAX_CONCURRENT_STREAMS", 64)),
+            ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS.as_int()),
             # A call not yet admitted holds one 64 KiB window, not its message: with BDP probing
             # gRPC widens every stream's window and buffers bodies nobody asked for (receive.py).
             ("grpc.http2.bdp_probe", 0),
@@ -74,7 +87,7 @@ async def serve(spec: ServiceSpec) -> None:
     names = list(await spec.register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if env_bool("REFLECTION", True):  # off in the production overlay: no schema for strangers
+    if REFLECTION.as_bool():  # off in the production overlay: no schema for strangers
         reflection.enable_server_reflection(
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             server,
@@ -135,7 +148,7 @@ async def serve(spec: ServiceSpec) -> None:
 async def _health_port(host: str, health_servicer: health.aio.HealthServicer) -> grpc.aio.Server | None:
     """HEALTH_PORT: a plaintext server with grpc.health.v1 only, for Kubernetes' gRPC probes
     (which cannot speak TLS) when the service port requires TLS or client certificates."""
-    port = env_int("HEALTH_PORT", 0)
+    port = HEALTH_PORT.as_int()
     if not port:
         return None
     server = grpc.aio.server()

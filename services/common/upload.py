@@ -1,7 +1,7 @@
 """Client-streamed uploads: chunking for senders; for receivers, reading bounded in size, time
 and number.
 
-Bounds (environment, documented in README.md):
+Bounds (environment, documented in docs/configuration.md):
 - MAX_UPLOAD_MB per upload;
 - UPLOAD_IDLE_SECONDS between two messages and UPLOAD_DEADLINE_SECONDS for the whole upload,
   so a client that stops sending (or trickles) cannot hold a slot;
@@ -22,13 +22,27 @@ from typing import Any
 
 import grpc
 
-from services.common.config import env_float, env_int
+from services.common.config import Setting
 from services.common.errors import ServiceError, busy, exhausted, invalid
 from services.common.transport import MiB
 
 CHUNK_BYTES = 1024 * 1024
 CONCURRENT_UPLOADS = 16  # MAX_CONCURRENT_UPLOADS's default
 UPLOADS_PER_PEER = 4  # MAX_UPLOADS_PER_PEER's default; clients that upload many files keep within it
+MAX_UPLOAD_MB = Setting("MAX_UPLOAD_MB", 64, "featurizer, recommender",
+                        "largest streamed upload (unary uploads are also bound by `MAX_MESSAGE_MB`)")
+UPLOAD_IDLE = Setting("UPLOAD_IDLE_SECONDS", 10.0, "featurizer, recommender",
+                      "longest pause between two upload messages (then DEADLINE_EXCEEDED)")
+UPLOAD_DEADLINE = Setting("UPLOAD_DEADLINE_SECONDS", 120.0, "featurizer, recommender",
+                          "longest time for one whole upload")
+MAX_CONCURRENT_UPLOADS = Setting("MAX_CONCURRENT_UPLOADS", CONCURRENT_UPLOADS, "featurizer, recommender",
+                                 "uploads at once (then RESOURCE_EXHAUSTED); the featurizer holds at most this x "
+                                 "`MAX_UPLOAD_MB`")
+MAX_UPLOADS_PER_PEER = Setting(
+    "MAX_UPLOADS_PER_PEER", UPLOADS_PER_PEER, "featurizer, recommender",
+    "uploads at once from one client address; the featurizer's callers are services, so in Kubernetes it takes from "
+    "one recommender replica every upload that replica accepts (its `MAX_CONCURRENT_UPLOADS`); ingestion sends "
+    "`--uploads 4`", shown="4 (`deploy/base`'s featurizer: 16)")
 
 
 def split_chunks(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -46,9 +60,9 @@ class UploadLimits:
     @classmethod
     def from_env(cls) -> UploadLimits:
         return cls(
-            env_int("MAX_UPLOAD_MB", 64) * MiB,
-            env_float("UPLOAD_IDLE_SECONDS", 10.0),
-            env_float("UPLOAD_DEADLINE_SECONDS", 120.0),
+            MAX_UPLOAD_MB.as_int() * MiB,
+            UPLOAD_IDLE.as_float(),
+            UPLOAD_DEADLINE.as_float(),
         )
 
 
@@ -63,8 +77,8 @@ class UploadSlots:
 
     @classmethod
     def from_env(cls) -> UploadSlots:
-        total = env_int("MAX_CONCURRENT_UPLOADS", CONCURRENT_UPLOADS)
-        return cls(total, env_int("MAX_UPLOADS_PER_PEER", UPLOADS_PER_PEER))
+        total = MAX_CONCURRENT_UPLOADS.as_int()
+        return cls(total, MAX_UPLOADS_PER_PEER.as_int())
 
     @staticmethod
     def peer_host(peer: str) -> str:

@@ -12,15 +12,15 @@ from collections.abc import Sequence
 import grpc
 
 from musicrec.v1 import featurizer_pb2, featurizer_pb2_grpc
-from services.common.config import env_int
 from services.common.server import ServiceSpec, run
 from services.common.upload import UploadLimits, UploadSlots
 from services.featurizer.features import warm_up
 from services.featurizer.servicer import FeaturizerServicer
+from services.featurizer.settings import MAX_QUEUE, WORKERS
 
 servicer = FeaturizerServicer(
-    workers=env_int("FEATURIZER_WORKERS", 2),
-    max_queue=env_int("FEATURIZER_MAX_QUEUE", 16),
+    workers=WORKERS.as_int(),
+    max_queue=MAX_QUEUE.as_int(),
     limits=UploadLimits.from_env(),
     slots=UploadSlots.from_env(),
 )

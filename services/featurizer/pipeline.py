@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.config import env_float
+from services.common.config import Setting
 from services.common.errors import invalid
 from services.featurizer.decode import decode_span
 from services.featurizer.features import Features, featurize
@@ -17,8 +17,13 @@ SILENCE_PEAK = 10 ** (-80 / 20)  # -80 dBFS
 # music any more, and the vector's variances (amplitude to the 4th power) leave the range where
 # standardising them means anything (a sine x 1e10 reached 5e19 and moved other songs' answers).
 MAX_PEAK = 100.0
-MIN_AUDIO_SECONDS = env_float("MIN_AUDIO_SECONDS", 3.0)
-MAX_AUDIO_SECONDS = env_float("MAX_AUDIO_SECONDS", 3600.0)
+MIN_AUDIO_SECONDS = Setting("MIN_AUDIO_SECONDS", 3.0, "featurizer",
+                            "shorter songs are refused (INVALID_ARGUMENT), never padded from a few samples").as_float()
+MAX_AUDIO_SECONDS = Setting("MAX_AUDIO_SECONDS", 3600.0, "featurizer",
+                            "longer songs are refused (RESOURCE_EXHAUSTED) from the header, before decoding").as_float()
+NUMBA_CACHE_DIR = Setting("NUMBA_CACHE_DIR", None, "featurizer, training",
+                          "numba's on-disk cache; give every process its own (the images use `/tmp/numba`; tests, demo "
+                          "and benchmarks copy a warmed seed per process)", shown="numba's default")
 
 
 @dataclass(frozen=True)

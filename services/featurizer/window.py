@@ -1,6 +1,6 @@
 """Which 30 seconds of a song are analysed, at 16 kHz.
 
-Policy (documented in README.md):
+Policy (documented in docs/featurizer.md):
 - song >= 90 s: the "killing part", 60-90 s;
 - 30 s <= song < 90 s: the centred 30 s window, start = (duration - 30) / 2;
 - song < 30 s: the whole song, zero-padded at the end to 30 s.

@@ -12,10 +12,11 @@ the real image instead; the classifier's client code is the same for both.
 import os
 
 from services.common.threads import one_thread_per_worker
+from services.modelserver import settings
 
 # each Predict single-threaded (intra-op 1), MODEL_SERVER_WORKERS of them at once: the inter-op
 # pool runs the graphs, so it must be as wide as the workers or the Predicts queue behind one
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", os.environ.get("MODEL_SERVER_WORKERS", str(os.cpu_count() or 2)))
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(settings.WORKERS.as_int()))
 one_thread_per_worker()
 
 from services.common.quiet_tensorflow import import_tensorflow
@@ -38,32 +39,30 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from services.common.config import env_int, env_str
-from services.common.modelconfig import DEFAULT_CONFIG, read_config
+from services.common.modelconfig import MODEL_CONFIG_FILE, read_config
 from services.common.server import ServiceSpec, run
 from services.modelserver.batching import BatchingParameters
 from services.modelserver.servicer import LoadedModel, ModelServer, load_model
 from services.modelserver.session_config import apply_session_config, cpu_has_fast_bf16
 
-CONFIG = Path(env_str("MODEL_CONFIG_FILE", str(DEFAULT_CONFIG)))
-MODELS_ROOT = env_str("MODELS_ROOT", "")
-SESSION_CONFIG = env_str("TENSORFLOW_SESSION_CONFIG_FILE", "")
+CONFIG = Path(MODEL_CONFIG_FILE.as_str())
+MODELS_ROOT = settings.MODELS_ROOT.as_str()
+SESSION_CONFIG = settings.SESSION_CONFIG.as_str()
 session = apply_session_config(tf, Path(SESSION_CONFIG)) if SESSION_CONFIG else None
-DEFAULT_BATCHING = Path(__file__).resolve().parents[2] / "deploy/components/tfserving-batching/batching.config"
 models: dict[str, LoadedModel] = {}
 log = logging.getLogger("modelserver")
 
 
 def batching() -> BatchingParameters | None:
-    if env_str("ENABLE_BATCHING", "0").lower() not in {"1", "true", "on"}:
+    if not settings.ENABLE_BATCHING.as_bool():
         return None
-    path = Path(env_str("BATCHING_PARAMETERS_FILE", str(DEFAULT_BATCHING)))
+    path = Path(settings.BATCHING_PARAMETERS.as_str())
     if not path.is_file():
         raise SystemExit(f"ENABLE_BATCHING is on but BATCHING_PARAMETERS_FILE {path} does not exist")
     return BatchingParameters.read(path)
 
 
-server = ModelServer(models, env_int("MODEL_SERVER_WORKERS", os.cpu_count() or 2), batching())
+server = ModelServer(models, settings.WORKERS.as_int(), batching())
 
 
 async def register(grpc_server: grpc.aio.Server) -> Sequence[str]:

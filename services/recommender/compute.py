@@ -19,13 +19,20 @@ from typing import TypeVar
 
 import grpc
 
-from services.common.config import env_float, env_int
+from services.common.config import Setting
 from services.common.errors import ServiceError, busy
 
 T = TypeVar("T")
 SEARCH_WORKERS = 1  # 2 on 2 cores: p99 of health 179 ms against 92, and fewer answers (GIL)
 SEARCH_QUEUE = 16
 SEARCH_TIMEOUT_SECONDS = 10.0
+WORKERS = Setting("SEARCH_WORKERS", SEARCH_WORKERS, "recommender",
+                  "threads that run searches and paths off the event loop")
+QUEUE = Setting("SEARCH_QUEUE", SEARCH_QUEUE, "recommender",
+                "searches that may wait for a worker; beyond, RESOURCE_EXHAUSTED")
+TIMEOUT = Setting("SEARCH_TIMEOUT_SECONDS", SEARCH_TIMEOUT_SECONDS, "recommender",
+                  "a search's budget when the caller set no shorter deadline; past it, or when the caller cancels, "
+                  "the work stops")
 # how often a search thread hands the interpreter back to the event loop (Python: 5 ms)
 SWITCH_SECONDS = 0.001
 # A search thread also pauses YIELD_SECONDS every YIELD_EVERY_SECONDS of work: numpy releases and
@@ -75,8 +82,7 @@ class Compute:
 
     @classmethod
     def from_env(cls) -> Compute:
-        return cls(env_int("SEARCH_WORKERS", SEARCH_WORKERS), env_int("SEARCH_QUEUE", SEARCH_QUEUE),
-                   env_float("SEARCH_TIMEOUT_SECONDS", SEARCH_TIMEOUT_SECONDS))
+        return cls(WORKERS.as_int(), QUEUE.as_int(), TIMEOUT.as_float())
 
     async def run(self, work: Callable[[Budget], T], time_remaining: float | None = None) -> T:
         """work(budget) on a worker thread; the budget ends at the deadline or on cancellation."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from services.common.config import env_str
 from services.common.errors import ServiceError, describe
 from services.common.upload import UPLOADS_PER_PEER
+from services.recommender import settings
 from services.recommender.analysis import MAX_FILE_MB, Analysed, Analyser, AnalysisStore, Setup, read_setup
 from services.recommender.build import build_generation
 from services.recommender.catalog import COLUMNS, CatalogError, CatalogSong, check_date, read_catalog
@@ -125,9 +124,9 @@ def publish(args: argparse.Namespace, songs: list[CatalogSong], reports: list[Sh
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", type=Path, required=True, help="CSV: " + ",".join(COLUMNS) + "[,album]")
-    parser.add_argument("--index-dir", type=Path, default=Path(env_str("INDEX_DIR", "var/index")))
-    parser.add_argument("--featurizer", default=env_str("FEATURIZER_ADDR", "127.0.0.1:50051"))
-    parser.add_argument("--classifier", default=env_str("CLASSIFIER_ADDR", "127.0.0.1:50052"))
+    parser.add_argument("--index-dir", type=Path, default=Path(settings.INDEX_DIR.as_str()))
+    parser.add_argument("--featurizer", default=settings.FEATURIZER_ADDR.as_str())
+    parser.add_argument("--classifier", default=settings.CLASSIFIER_ADDR.as_str())
     parser.add_argument("--workers", type=int, default=16,
                         help="songs in flight; their mels are classified in batches of up to half of them (at most 8)")
     parser.add_argument("--uploads", type=int, default=UPLOADS_PER_PEER,
@@ -138,8 +137,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-file-mb", type=int, default=MAX_FILE_MB, help="largest audio file read")
     parser.add_argument("--strict", action="store_true", help="fail when any song cannot be analysed")
     parser.add_argument("--only", choices=["analyse", "publish"], help="one step (a shard, or the merge)")
-    parser.add_argument("--shard", type=int, default=int(os.environ.get("JOB_COMPLETION_INDEX", "0")))
-    parser.add_argument("--shards", type=int, default=int(os.environ.get("JOB_COMPLETIONS", "1")))
+    parser.add_argument("--shard", type=int, default=settings.SHARD.as_int())
+    parser.add_argument("--shards", type=int, default=settings.SHARDS.as_int())
     args = parser.parse_args(argv)
     if args.only is None:  # both steps in one process: the whole catalog is one shard
         args.shard, args.shards = 0, 1

@@ -205,7 +205,7 @@ def test_reasons_differ_within_answers(stub, catalog: Path) -> None:
 
 
 def test_the_readme_grpcurl_calls(recommender: Proc) -> None:
-    """The README's grpcurl lines for the new calls (JSON bytes are base64, as there)."""
+    """The README tour's grpcurl lines for the new calls (JSON bytes are base64, as there)."""
     clip = base64.b64encode((GTZAN / "jazz" / "jazz.00001.wav").read_bytes()).decode()
     calls = {
         "RecommendById": {"song_id": "disco.00004", "options": {

@@ -25,7 +25,7 @@ from services.featurizer.window import CLIP_SAMPLES, SAMPLE_RATE, cut_clip
 from tests import synth
 from tests.conftest import gtzan_clips, needs_gtzan
 
-# Documented in README.md: every feature within 1e-3 relative (or 1e-6 absolute, for the
+# Documented in docs/featurizer.md: every feature within 1e-3 relative (or 1e-6 absolute, for the
 # near-zero means of the harmonic/percussive signals); tempo exactly equal; log-mel within 1e-3 dB.
 # (A pure sine without any noise is not a fair case: its bandwidth is set by the float32 FFT
 # rounding floor far from the tone, which differs between FFT libraries.)
