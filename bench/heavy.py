@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.recommend import synthetic_catalog
-from services.recommender.options import Options
-from services.recommender.path import find_path
-from services.recommender.routing import Route
-from services.recommender.search import Query, Seed, recommend
-from services.recommender.store import IndexSet, load_current
+from services.recommender.index.store import IndexSet, load_current
+from services.recommender.search.options import Options
+from services.recommender.search.path import find_path
+from services.recommender.search.recommend import Query, Seed, recommend
+from services.recommender.search.routing import Route
 
 TARGET_SECONDS = 1.0
 TARGET_MB = 100.0

@@ -4,7 +4,7 @@ tuned ones, measured side by side in one run.
     python -m bench.ingest [--clips 171] [--workers 8] [--before-models DIR] [--mp3]
 
 Every configuration runs the real services on loopback (model server stand-in, featurizer,
-classifier) and `services.recommender.ingest` on the GTZAN clips in ../shared/data:
+classifier) and `services.recommender.catalog.ingest` on the GTZAN clips in ../shared/data:
 - before: the path before issue 11: no batching, BLAS/TF pools as wide as the cores, 2 songs in
   flight, TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0, as quiet_tensorflow.py had it),
   glibc's malloc defaults (REUSE_FREED_ARRAYS=0: every clip's arrays page-faulted in anew);
@@ -55,7 +55,7 @@ from devtools.localrun import ROOT, running
 from services.common import threads
 from services.common.upload import UPLOADS_PER_PEER
 from services.modelserver.session_config import cpu_has_fast_bf16
-from services.recommender.catalog import CatalogSong, read_catalog, root_arguments, write_catalog
+from services.recommender.catalog.reader import CatalogSong, read_catalog, root_arguments, write_catalog
 
 DATA = ROOT.parent / "shared" / "data"
 # one thread inside each op; the model server keeps an inter-op pool as wide as its workers
@@ -114,7 +114,7 @@ def ingest(
     catalog: Path, index_dir: Path, addresses: dict[str, str], workers: int, uploads: int
 ) -> tuple[float, float, str]:
     """(wall seconds, client CPU seconds, last line of output)."""
-    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(catalog), "--index-dir",
+    command = [sys.executable, "-m", "services.recommender.catalog.ingest", "--catalog", str(catalog), "--index-dir",
                str(index_dir), "--featurizer", addresses["featurizer"], "--classifier", addresses["classifier"],
                "--workers", str(workers), "--uploads", str(uploads),
                "--strict",  # a song refused fails the bench, never skews it

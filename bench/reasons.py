@@ -18,11 +18,11 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from services.recommender.options import Options
-from services.recommender.reasons import named_groups
-from services.recommender.routing import Route
-from services.recommender.search import Query, recommend
-from services.recommender.store import load_current
+from services.recommender.index.store import load_current
+from services.recommender.search.options import Options
+from services.recommender.search.reasons import named_groups
+from services.recommender.search.recommend import Query, recommend
+from services.recommender.search.routing import Route
 
 
 def groups(chosen) -> frozenset[str]:

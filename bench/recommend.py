@@ -30,9 +30,9 @@ from devtools.localrun import free_port, running, start_redis
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.transport import sync_channel
 from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
-from services.recommender.build import build_generation
-from services.recommender.index import DEFAULT_EF_SEARCH, DEFAULT_M, GenreIndex, exact_search, normalise_rows
-from services.recommender.store import SongRecord
+from services.recommender.catalog.build import build_generation
+from services.recommender.index.graph import DEFAULT_EF_SEARCH, DEFAULT_M, GenreIndex, exact_search, normalise_rows
+from services.recommender.index.store import SongRecord
 
 EAR = {"model": "musicnn_msd", "version": 1, "dim": 200}  # what ingestion records of the ear
 DIM = len(FEATURE_NAMES) + EAR["dim"]  # a song's vector: the features, then the ear's embedding (space.py)
@@ -167,8 +167,8 @@ def status():
     return s
 
 layout, folder, generation = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-from services.recommender.store import load_generation, current_generation, SongRecord
-from services.recommender.index import GenreIndex
+from services.recommender.index.store import load_generation, current_generation, SongRecord
+from services.recommender.index.graph import GenreIndex
 before = status()
 if layout == 'before':
     manifest = json.loads((folder / 'gen-before' / 'manifest.json').read_text())
@@ -187,7 +187,7 @@ elif layout == 'now':
     after = status()
 else:  # a swap: generation 1 served, generation 2 swapped in by the policy given
     import asyncio, os
-    from services.recommender.live import LiveIndex
+    from services.recommender.index.live import LiveIndex
     live = LiveIndex(folder, 1.0, swap=layout)
     (folder / 'CURRENT').write_text('gen-000001')
     asyncio.run(live.refresh())

@@ -38,13 +38,13 @@ from services.common.modelconfig import DEFAULT_CONFIG, EAR_MODEL, read_config
 from services.common.quiet_tensorflow import import_tensorflow
 from services.common.upload import split_chunks
 from services.featurizer.pipeline import analyse
-from services.recommender import ingest
-from services.recommender.catalog import root_arguments, write_catalog
-from services.recommender.options import Options
-from services.recommender.routing import RoutingPolicy, Vote
-from services.recommender.search import Query, recommend
-from services.recommender.space import joined
-from services.recommender.store import load_current
+from services.recommender.catalog import ingest
+from services.recommender.catalog.reader import root_arguments, write_catalog
+from services.recommender.index.space import joined
+from services.recommender.index.store import load_current
+from services.recommender.search.options import Options
+from services.recommender.search.recommend import Query, recommend
+from services.recommender.search.routing import RoutingPolicy, Vote
 
 GTZAN = ROOT.parent / "shared" / "data" / "gtzan_mini" / "genres"
 

@@ -13,7 +13,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from services.recommender.catalog import CatalogSong, write_catalog
+from services.recommender.catalog.reader import CatalogSong, write_catalog
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".au"}
 

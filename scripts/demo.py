@@ -26,8 +26,8 @@ from devtools.localrun import ROOT, running, start_redis
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.transport import sync_channel
 from services.common.upload import split_chunks
-from services.recommender import ingest
-from services.recommender.catalog import read_catalog, root_arguments, write_catalog
+from services.recommender.catalog import ingest
+from services.recommender.catalog.reader import read_catalog, root_arguments, write_catalog
 
 GTZAN = ROOT.parent / "shared" / "data" / "gtzan_mini" / "genres"
 FULL_SONGS = ROOT.parent / "shared" / "data" / "full_songs"

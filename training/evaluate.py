@@ -31,8 +31,8 @@ from sklearn.preprocessing import StandardScaler, label_binarize
 
 from services.classifier.voting import Ballot, tally
 from services.common.modelconfig import EAR_MODEL, latest_version
-from services.recommender.routing import RoutingPolicy, Vote
-from services.recommender.space import EMBEDDING_SHARE
+from services.recommender.index.space import EMBEDDING_SHARE
+from services.recommender.search.routing import RoutingPolicy, Vote
 from training import data
 from training.calibrate import calibrated, reliability
 from training.ear.clips import CACHE, ROOT
@@ -272,7 +272,7 @@ def main() -> None:
         "similarity_space": {
             "protocol": "consistency@5 out of fold (each fold's clips queried against the other folds', routed "
                         "by the fold head that did not train on them) for each share of the ear's embedding in "
-                        "the space (services/recommender/space.py)",
+                        "the space (services/recommender/index/space.py)",
             **space,
         },
         "routing": {

@@ -14,19 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
-from services.recommender.build import build_generation
-from services.recommender.options import Options
-from services.recommender.routing import STRATEGIES, RoutingPolicy, Vote
-from services.recommender.search import Query, recommend
-from services.recommender.space import EMBEDDING_SHARE
-from services.recommender.store import SongRecord, load_current
+from services.recommender.catalog.build import build_generation
+from services.recommender.index.space import EMBEDDING_SHARE
+from services.recommender.index.store import SongRecord, load_current
+from services.recommender.search.options import Options
+from services.recommender.search.recommend import Query, recommend
+from services.recommender.search.routing import STRATEGIES, RoutingPolicy, Vote
 
 
 @dataclass
 class CatalogClips:
     ids: list[str]
     genres: list[str]
-    vectors: np.ndarray  # [n, 57 features + the ear's embedding] (services/recommender/space.py)
+    vectors: np.ndarray  # [n, 57 features + the ear's embedding] (services/recommender/index/space.py)
     embedding_share: float = EMBEDDING_SHARE
 
 

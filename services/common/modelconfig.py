@@ -85,3 +85,13 @@ def read_config(config_file: Path, models_root: Path | None = None) -> list[Mode
         version = latest_version(base)
         entries.append(ModelEntry(model.name, base / str(version), version))
     return entries
+
+
+def write_models_config(path: Path, names: list[str], base_dir: str = "/models") -> Path:
+    """TF Serving's ModelServerConfig (text format): one entry per served model, under base_dir."""
+    config = model_server_config_pb2.ModelServerConfig()
+    for name in names:
+        entry = config.model_config_list.config.add()
+        entry.name, entry.base_path, entry.model_platform = name, f"{base_dir}/{name}", "tensorflow"
+    path.write_text(text_format.MessageToString(config))
+    return path

@@ -20,6 +20,7 @@ import numpy as np
 from prometheus_client import Histogram
 
 from services.common.errors import unavailable
+from services.common.predict_batch import MAX_PREDICT_BATCH
 
 Inputs = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
@@ -31,7 +32,7 @@ BATCH_ROWS = Histogram("musicrec_modelserver_batch_rows", "Rows in each batched 
 
 @dataclass(frozen=True)
 class BatchingParameters:
-    max_batch_size: int = 8
+    max_batch_size: int = MAX_PREDICT_BATCH
     batch_timeout_micros: int = 2000
     num_batch_threads: int = 2
     max_enqueued_batches: int = 64

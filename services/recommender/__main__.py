@@ -12,10 +12,10 @@ from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.server import ServiceSpec, run
 from services.common.upload import UploadLimits, UploadSlots
 from services.recommender import settings
-from services.recommender.cache import ResponseCache
-from services.recommender.compute import Compute
-from services.recommender.live import LiveIndex
-from services.recommender.servicer import RecommenderServicer
+from services.recommender.api.cache import ResponseCache
+from services.recommender.api.servicer import RecommenderServicer
+from services.recommender.index.live import LiveIndex
+from services.recommender.search.compute import Compute
 from services.recommender.upstream import Upstream
 
 log = logging.getLogger("recommender")

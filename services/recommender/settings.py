@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from services.common.config import Setting
-from services.recommender.index import DEFAULT_EF_SEARCH
-from services.recommender.routing import RoutingPolicy
+from services.recommender.index.graph import DEFAULT_EF_SEARCH
+from services.recommender.search.routing import RoutingPolicy
 
 DEFAULTS = RoutingPolicy()
 

@@ -16,13 +16,6 @@ from tests.conftest import MODELS_CONFIG, ROOT
 from tests.synth import write_synthetic_catalog
 
 
-def write_models_config(path: Path, names: list[str]) -> Path:
-    """A models.config listing `names` (the classifier votes with what it lists)."""
-    entries = "".join(f'  config {{ name: "{n}" base_path: "/models/{n}" }}\n' for n in names)
-    path.write_text(f"model_config_list {{\n{entries}}}\n")
-    return path
-
-
 @pytest.fixture(scope="session")
 def featurizer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     tmp = tmp_path_factory.mktemp("featurizer")
@@ -66,7 +59,7 @@ def synthetic_index(featurizer: Proc, classifier: Proc, tmp_path_factory: pytest
     folder = tmp_path_factory.mktemp("catalog")
     csv = write_synthetic_catalog(folder)
     index_dir = folder / "index"
-    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(csv)]
+    command = [sys.executable, "-m", "services.recommender.catalog.ingest", "--catalog", str(csv)]
     command += ["--index-dir", str(index_dir), "--featurizer", featurizer.address]
     command += ["--classifier", classifier.address, "--strict"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -24,12 +24,12 @@ from tensorflow_serving.apis import (
 from devtools.localrun import Proc, free_port, running, start
 from musicrec.v1 import audio_pb2, classifier_pb2, classifier_pb2_grpc
 from services.classifier.tfserving import float_tensor
+from services.common.modelconfig import write_models_config
 from services.featurizer.features import featurize
 from services.featurizer.window import cut_clip
 from services.modelserver.session_config import cpu_has_fast_bf16
 from tests import synth
 from tests.conftest import grpcurl_exe, gtzan_clips, needs_gtzan
-from tests.integration.conftest import write_models_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"

@@ -19,11 +19,12 @@ import pytest
 
 from devtools.localrun import Proc, free_port, running, start_redis
 from musicrec.v1 import audio_pb2, recommender_pb2, recommender_pb2_grpc
+from services.common.modelconfig import write_models_config
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
-from services.recommender.store import current_generation, load_current
+from services.recommender.index.store import current_generation, load_current
 from tests import synth
 from tests.conftest import MODELS_CONFIG, REPORT, ROOT
-from tests.integration.conftest import Catalog, recommender_env, write_models_config
+from tests.integration.conftest import Catalog, recommender_env
 from tests.recommender_calls import Options, by_id, upload
 
 SONG_IDS = [f"{g}-{n:02d}" for g in synth.SYNTH_GENRES for n in range(5)]
@@ -207,7 +208,8 @@ def test_broken_catalog_rows_are_reported_not_lost(synthetic_index: Catalog, fea
     rows += ["gone,Gone,X,,tones,missing.wav", "broken,Broken,X,,tones,broken.wav", "short,Short"]
     csv.write_text("\n".join(rows) + "\n")
     index_dir = tmp_path / "index"
-    base = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(csv), "--index-dir", str(index_dir)]
+    base = [sys.executable, "-m", "services.recommender.catalog.ingest", "--catalog", str(csv)]
+    base += ["--index-dir", str(index_dir)]
     base += ["--featurizer", featurizer.address, "--classifier", classifier.address]
     base += ["--audio-root", str(tmp_path), "--audio-root", str(folder)]
     strict = subprocess.run([*base, "--strict"], cwd=ROOT, capture_output=True, text=True, timeout=300)

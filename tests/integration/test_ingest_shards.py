@@ -14,10 +14,10 @@ import pytest
 import soundfile as sf
 
 from devtools.localrun import Proc
-from services.recommender.options import Options
-from services.recommender.routing import Route
-from services.recommender.search import Query, recommend
-from services.recommender.store import IndexSet, load_current
+from services.recommender.index.store import IndexSet, load_current
+from services.recommender.search.options import Options
+from services.recommender.search.recommend import Query, recommend
+from services.recommender.search.routing import Route
 from tests.conftest import ROOT
 from tests.synth import noise, write_synthetic_catalog
 
@@ -26,7 +26,7 @@ SHARDS = 4
 
 def ingest(catalog: Path, index_dir: Path, featurizer: Proc, classifier: Proc, *extra: str,
            env: dict[str, str] | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(catalog), "--index-dir",
+    command = [sys.executable, "-m", "services.recommender.catalog.ingest", "--catalog", str(catalog), "--index-dir",
                str(index_dir), "--featurizer", featurizer.address, "--classifier", classifier.address, *extra]
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -116,7 +116,7 @@ def test_publish_refuses_while_a_shard_has_not_reported(featurizer: Proc, classi
     (["--workers", "0"], "--workers must be at least 1"), (["--uploads", "0"], "--uploads must be at least 1"),
 ])
 def test_bad_numbers_are_refused(bad: list[str], named: str, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(tmp_path / "c.csv"),
+    command = [sys.executable, "-m", "services.recommender.catalog.ingest", "--catalog", str(tmp_path / "c.csv"),
                "--only", "analyse", *bad]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and named in done.stderr
@@ -127,7 +127,7 @@ def test_a_missing_or_malformed_catalog_is_named_not_a_traceback(content: str | 
     catalog = tmp_path / "c.csv"
     if content is not None:
         catalog.write_text(content)
-    command = [sys.executable, "-m", "services.recommender.ingest", "--catalog", str(catalog), "--index-dir",
+    command = [sys.executable, "-m", "services.recommender.catalog.ingest", "--catalog", str(catalog), "--index-dir",
                str(tmp_path / "index")]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "cannot read the catalog" in done.stderr and str(catalog) in done.stderr

@@ -19,8 +19,8 @@ from mutagen.flac import FLAC
 from devtools.demo_catalog import manifest_catalog
 from devtools.localrun import Proc, running
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
-from services.recommender import ingest
-from services.recommender.catalog import CatalogSong, read_catalog, root_arguments, write_catalog
+from services.recommender.catalog import ingest
+from services.recommender.catalog.reader import CatalogSong, read_catalog, root_arguments, write_catalog
 from tests.conftest import GTZAN, SHARED, grpcurl_exe, needs_gtzan
 
 pytestmark = needs_gtzan

@@ -14,11 +14,11 @@ import soundfile as sf
 from devtools.demo_catalog import folder_catalog
 from devtools.localrun import Proc, running
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
-from services.recommender import ingest
-from services.recommender.catalog import root_arguments, write_catalog
-from services.recommender.index import DEFAULT_EF_SEARCH, GenreIndex, exact_search
-from services.recommender.routing import RoutingPolicy
-from services.recommender.store import IndexSet, load_current
+from services.recommender.catalog import ingest
+from services.recommender.catalog.reader import root_arguments, write_catalog
+from services.recommender.index.graph import DEFAULT_EF_SEARCH, GenreIndex, exact_search
+from services.recommender.index.store import IndexSet, load_current
+from services.recommender.search.routing import RoutingPolicy
 from tests.conftest import GTZAN, needs_gtzan
 from tests.recommender_calls import upload
 

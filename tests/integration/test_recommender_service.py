@@ -17,10 +17,10 @@ import redis
 from devtools.localrun import Proc
 from musicrec.v1 import audio_pb2, featurizer_pb2, featurizer_pb2_grpc, recommender_pb2, recommender_pb2_grpc
 from services.featurizer.schema import FEATURE_NAMES, SCHEMA_VERSION
-from services.recommender.build import build_generation
-from services.recommender.cache import by_id_key
-from services.recommender.options import parse_options
-from services.recommender.store import generation_name, load_current
+from services.recommender.api.cache import by_id_key
+from services.recommender.catalog.build import build_generation
+from services.recommender.index.store import generation_name, load_current
+from services.recommender.search.options import parse_options
 from tests import synth
 from tests.conftest import grpcurl_exe
 from tests.integration.conftest import Catalog

@@ -12,7 +12,7 @@ from services.common.errors import ServiceError, invalid
 from services.common.predict_batch import MAX_PREDICT_BATCH
 from services.common.upload import UPLOADS_PER_PEER
 from services.modelserver.batching import BatchingParameters
-from services.recommender.analysis import Analyser, BatchedClassifier
+from services.recommender.catalog.analysis import Analyser, BatchedClassifier
 from tests.conftest import ROOT
 
 

@@ -14,12 +14,12 @@ import pytest
 
 from bench.recommend import synthetic_catalog
 from services.common.errors import ServiceError
-from services.recommender.compute import Budget, Compute
-from services.recommender.options import Options
-from services.recommender.path import find_path
-from services.recommender.routing import Route
-from services.recommender.search import Query, Seed, recommend
-from services.recommender.store import IndexSet, load_current
+from services.recommender.index.store import IndexSet, load_current
+from services.recommender.search.compute import Budget, Compute
+from services.recommender.search.options import Options
+from services.recommender.search.path import find_path
+from services.recommender.search.recommend import Query, Seed, recommend
+from services.recommender.search.routing import Route
 
 SONGS = 20_000
 
@@ -60,7 +60,7 @@ def test_a_long_path_costs_memory_independent_of_the_catalog(index: IndexSet) ->
 def test_many_seeds_with_diversity_look_at_a_bounded_number_of_songs(
     index: IndexSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.recommender.rules import Rules
+    from services.recommender.search.rules import Rules
 
     looks = {"blocks": 0}
     blocks = Rules.blocks

@@ -11,13 +11,13 @@ import pytest
 
 from musicrec.v1 import recommender_pb2
 from services.common.errors import ServiceError
-from services.recommender.index import normalise_rows
-from services.recommender.options import MAX_EXCLUSIONS, Options, parse_options
-from services.recommender.path import find_path
-from services.recommender.reasons import sentences
-from services.recommender.routing import Route, mix
-from services.recommender.search import Query, Seed, recommend
-from services.recommender.store import IndexSet, SongRecord, load_current
+from services.recommender.index.graph import normalise_rows
+from services.recommender.index.store import IndexSet, SongRecord, load_current
+from services.recommender.search.options import MAX_EXCLUSIONS, Options, parse_options
+from services.recommender.search.path import find_path
+from services.recommender.search.reasons import sentences
+from services.recommender.search.recommend import Query, Seed, recommend
+from services.recommender.search.routing import Route, mix
 from tests.unit.test_recommender_index import build, clustered
 
 GENRES = ("rock", "jazz", "blues")
@@ -205,7 +205,7 @@ def test_typical_gaps_are_written_by_the_build(index: IndexSet) -> None:
 def test_equivalent_options_share_one_cache_entry() -> None:
     """The cache key is a digest of the parsed options: the default k written out, exclusions in
     another order or case are one answer, so one entry; any option that changes it, another."""
-    from services.recommender.cache import by_id_key
+    from services.recommender.api.cache import by_id_key
 
     def key(**fields) -> str:
         return by_id_key(7, "jazz-3", parse_options(recommender_pb2.RecommendOptions(**fields)))

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
-from services.recommender.build import KEEP_GENERATIONS, build_generation
-from services.recommender.catalog import TEXT_LIMIT, CatalogError, read_catalog
-from services.recommender.index import DEFAULT_EF_SEARCH, GenreIndex, exact_search, normalise_rows
-from services.recommender.options import Options
-from services.recommender.routing import Route
-from services.recommender.search import Query, recommend
-from services.recommender.store import SongRecord, current_generation, load_current
+from services.recommender.catalog.build import KEEP_GENERATIONS, build_generation
+from services.recommender.catalog.reader import TEXT_LIMIT, CatalogError, read_catalog
+from services.recommender.index.graph import DEFAULT_EF_SEARCH, GenreIndex, exact_search, normalise_rows
+from services.recommender.index.store import SongRecord, current_generation, load_current
+from services.recommender.search.options import Options
+from services.recommender.search.recommend import Query, recommend
+from services.recommender.search.routing import Route
 
 DIM = len(FEATURE_NAMES)
 
@@ -104,7 +104,7 @@ def test_a_rebuild_in_an_empty_folder_outnumbers_what_was_served(tmp_path: Path)
     import asyncio
     import shutil
 
-    from services.recommender.live import LiveIndex
+    from services.recommender.index.live import LiveIndex
 
     songs, vectors = songs_and_vectors()
     old = build(tmp_path, songs, vectors)
@@ -212,7 +212,7 @@ def test_ingestion_reads_only_regular_files_within_the_cap(tmp_path: Path) -> No
     import grpc
 
     from services.common.errors import ServiceError
-    from services.recommender.analysis import read_audio_file
+    from services.recommender.catalog.analysis import read_audio_file
 
     (tmp_path / "song.wav").write_bytes(b"RIFF" + bytes(100))
     assert len(read_audio_file(tmp_path / "song.wav", 1000)) == 104
@@ -295,7 +295,7 @@ def test_manifest_carries_the_feature_groups_reasons_use(tmp_path: Path) -> None
 def test_the_standardiser_fits_as_sklearn_does_on_an_ordinary_catalog() -> None:
     from sklearn.preprocessing import StandardScaler
 
-    from services.recommender.build import fit_standardiser
+    from services.recommender.catalog.build import fit_standardiser
 
     raw = clustered(300, dim=12, clusters=4, seed=5) * np.geomspace(0.01, 100, 12, dtype=np.float32)
     raw[:, 3] = 7.0  # a constant feature

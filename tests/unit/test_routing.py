@@ -1,4 +1,4 @@
-"""Genre routing and option parsing (services/recommender/routing.py), in process."""
+"""Genre routing and option parsing (services/recommender/search/routing.py), in process."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from musicrec.v1 import classifier_pb2, recommender_pb2
 from services.common.errors import ServiceError
-from services.recommender.options import parse_options
-from services.recommender.routing import RoutingPolicy, Vote, from_classification
+from services.recommender.search.options import parse_options
+from services.recommender.search.routing import RoutingPolicy, Vote, from_classification
 
 INDEXED = ["blues", "jazz", "rock"]
 

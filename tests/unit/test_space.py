@@ -1,4 +1,4 @@
-"""The similarity space (services/recommender/space.py): the features joined with the ear's
+"""The similarity space (services/recommender/index/space.py): the features joined with the ear's
 embedding, each part weighted, and what a query without an embedding finds."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from services.featurizer.schema import FEATURE_GROUPS, FEATURE_NAMES, SCHEMA_VERSION
-from services.recommender.build import build_generation
-from services.recommender.options import Options
-from services.recommender.routing import Route
-from services.recommender.search import Query, recommend
-from services.recommender.space import column_weights, joined
-from services.recommender.store import SongRecord, load_current
+from services.recommender.catalog.build import build_generation
+from services.recommender.index.space import column_weights, joined
+from services.recommender.index.store import SongRecord, load_current
+from services.recommender.search.options import Options
+from services.recommender.search.recommend import Query, recommend
+from services.recommender.search.routing import Route
 
 F, D = len(FEATURE_NAMES), 200
 
@@ -62,7 +62,7 @@ def test_an_upload_embedded_by_another_ear_is_refused(tmp_path) -> None:
 
     from musicrec.v1 import audio_pb2, classifier_pb2
     from services.common.errors import ServiceError
-    from services.recommender.lookup import analysed_vector
+    from services.recommender.api.lookup import analysed_vector
 
     rng = np.random.default_rng(2)
     songs = [SongRecord(f"s{i}", f"s{i}", "", "", "one") for i in range(8)]

@@ -23,11 +23,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
 from tqdm import tqdm
 
-from services.common.modelconfig import EAR_MODEL
+from services.common.modelconfig import EAR_MODEL, write_models_config
 from training.calibrate import fit_temperature
 from training.ear import heads
 from training.ear.clips import (
@@ -52,15 +50,6 @@ EAR_SOURCE = DEFAULT_OUT / MODEL_NAME
 DEPLOY_MODELS_CONFIG = ROOT / "deploy" / "base" / "tfserving" / "models.config"
 HEAD = "linear"  # chosen by grouped CV (training/ear/compare.py, reports/heads.json)
 LINEAR_CS = (0.001, 0.003, 0.01, 0.03, 0.1)  # its L2 strength: chosen per taxonomy out of fold
-
-
-def write_models_config(path: Path, names: list[str], base_dir: str = "/models") -> None:
-    """TF Serving's ModelServerConfig (text format): one entry per served model."""
-    config = model_server_config_pb2.ModelServerConfig()
-    for name in names:
-        entry = config.model_config_list.config.add()
-        entry.name, entry.base_path, entry.model_platform = name, f"{base_dir}/{name}", "tensorflow"
-    path.write_text(text_format.MessageToString(config))
 
 
 def ear_inputs(clips: Clips, extra: Extra | None, patches: int = PATCHES_PER_CLIP):

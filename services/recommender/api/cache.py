@@ -28,7 +28,7 @@ import redis.asyncio as redis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from services.recommender.options import Options
+from services.recommender.search.options import Options
 
 log = logging.getLogger("recommender.cache")
 CACHE = Counter("musicrec_cache_total", "Recommendation cache lookups", ["result"])

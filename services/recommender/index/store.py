@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from services.recommender.index import GenreIndex
-from services.recommender.record import SongRecord
-from services.recommender.songs import SongTable
+from services.recommender.index.graph import GenreIndex
+from services.recommender.index.record import SongRecord
+from services.recommender.index.songs import SongTable
 
 CURRENT = "CURRENT"
 __all__ = ["CURRENT", "IndexSet", "SongRecord", "current_generation", "generation_name", "load_current",

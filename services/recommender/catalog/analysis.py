@@ -24,8 +24,8 @@ import grpc
 from services.common.errors import ServiceError, exhausted, invalid
 from services.common.predict_batch import MAX_PREDICT_BATCH
 from services.common.upload import UPLOADS_PER_PEER
-from services.recommender.routing import from_classification
-from services.recommender.tags import read_tags
+from services.recommender.catalog.tags import read_tags
+from services.recommender.search.routing import from_classification
 from services.recommender.upstream import Upstream, with_backoff
 
 

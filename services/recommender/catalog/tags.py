@@ -9,7 +9,7 @@ from pathlib import Path
 
 import mutagen
 
-from services.recommender.catalog import TEXT_LIMIT
+from services.recommender.catalog.reader import TEXT_LIMIT
 
 # The same tag under the names the containers give it: easy keys (mp3, flac, ogg), raw ID3
 # frames (wav, aiff), MP4 atoms.

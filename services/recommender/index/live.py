@@ -19,7 +19,7 @@ from pathlib import Path
 from prometheus_client import Gauge
 
 from services.common.errors import unavailable
-from services.recommender.store import IndexSet, current_generation, generation_name, load_generation
+from services.recommender.index.store import IndexSet, current_generation, generation_name, load_generation
 
 log = logging.getLogger("recommender.index")
 GENERATION = Gauge("musicrec_index_generation", "Index generation being served")
@@ -56,7 +56,7 @@ class LiveIndex:
         if self._current is None:
             raise unavailable(
                 f"no index loaded yet from {self.index_dir}: run the ingestion "
-                "(python -m services.recommender.ingest) and retry"
+                "(python -m services.recommender.catalog.ingest) and retry"
             )
         return self._current
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from services.recommender.store import IndexSet
+    from services.recommender.index.store import IndexSet
 
 NEIGHBOURS = 5
 SAMPLE = 300  # songs per genre whose neighbourhoods set the typical gaps

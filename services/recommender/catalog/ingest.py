@@ -1,8 +1,8 @@
 """Ingest a catalog: featurize and classify every song, then publish a new index generation.
 
-    python -m services.recommender.ingest --catalog var/demo/catalog.csv          # both steps
-    python -m services.recommender.ingest --catalog C --only analyse --shard K --shards N
-    python -m services.recommender.ingest --catalog C --only publish --shards N
+    python -m services.recommender.catalog.ingest --catalog var/demo/catalog.csv          # both steps
+    python -m services.recommender.catalog.ingest --catalog C --only analyse --shard K --shards N
+    python -m services.recommender.catalog.ingest --catalog C --only publish --shards N
 
 Needs the featurizer and the classifier (FEATURIZER_ADDR, CLASSIFIER_ADDR), reached through the
 same upstream client the recommender uses. Analyses are kept by file content, feature schema
@@ -28,12 +28,12 @@ from tqdm import tqdm
 from services.common.errors import ServiceError, describe
 from services.common.upload import UPLOADS_PER_PEER
 from services.recommender import settings
-from services.recommender.analysis import MAX_FILE_MB, Analysed, Analyser, AnalysisStore, Setup, read_setup
-from services.recommender.build import build_generation
-from services.recommender.catalog import COLUMNS, CatalogError, CatalogSong, check_date, read_catalog
-from services.recommender.shards import ShardReport, read_reports, shard_folder, shard_songs
-from services.recommender.store import SongRecord
-from services.recommender.tags import FileTags
+from services.recommender.catalog.analysis import MAX_FILE_MB, Analysed, Analyser, AnalysisStore, Setup, read_setup
+from services.recommender.catalog.build import build_generation
+from services.recommender.catalog.reader import COLUMNS, CatalogError, CatalogSong, check_date, read_catalog
+from services.recommender.catalog.shards import ShardReport, read_reports, shard_folder, shard_songs
+from services.recommender.catalog.tags import FileTags
+from services.recommender.index.store import SongRecord
 from services.recommender.upstream import Upstream
 
 

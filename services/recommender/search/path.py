@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.recommender.compute import UNLIMITED, Budget
-from services.recommender.index import DEFAULT_EF_SEARCH, normalise_rows
-from services.recommender.options import Options
-from services.recommender.reasons import explain, sentences
-from services.recommender.rules import Chosen, Rules, Shortfall
-from services.recommender.store import IndexSet
+from services.recommender.index.graph import DEFAULT_EF_SEARCH, normalise_rows
+from services.recommender.index.store import IndexSet
+from services.recommender.search.answer import AnswerReads
+from services.recommender.search.compute import UNLIMITED, Budget
+from services.recommender.search.options import Options
+from services.recommender.search.reasons import explain, sentences
+from services.recommender.search.rules import Chosen, Rules, Shortfall
 
 DEFAULT_STEPS = 8
 MAX_STEPS = 50
@@ -52,7 +53,8 @@ def find_path(
 ) -> Path:
     a, b = index_set.unit_rows([start, end])
     ends = {index_set.songs[start].id, index_set.songs[end].id}
-    rules = Rules(index_set, options, ends, np.stack([a, b]), cap_artists=False)
+    reads = AnswerReads(index_set)
+    rules = Rules(reads, options, ends, np.stack([a, b]), cap_artists=False)
     t = np.arange(1, count + 1)[:, None] / (count + 1)
     waypoints = normalise_rows((1 - t) * a + t * b)  # [count, F]
     total = len(index_set.songs)
@@ -71,7 +73,7 @@ def find_path(
         z_prev = index_set.z_rows([previous])[0]
         reasons.append(explain(index_set, z_prev, index_set.raw_rows([previous])[0], row))
         genre_changed = index_set.songs.genre(row) != index_set.songs.genre(previous)
-        u, u_prev = rules.unit(row), rules.unit(previous)
+        u, u_prev = reads.unit(row), reads.unit(previous)
         steps.append(Step(row, float(u @ u_prev), float(u @ b), genre_changed, ""))
         previous = row
     for step, sentence in zip(steps, sentences(reasons), strict=True):
@@ -117,10 +119,9 @@ class _PathSearch:
         self.index_set, self.rules, self.start, self.budget = index_set, rules, start, budget
         self.pool = pool
         self.rows = np.concatenate([[start], pool]).astype(np.int64)  # position 0 is the start song
-        rules.prefetch(self.rows)
-        self.units = np.stack([rules.unit(int(r)) for r in self.rows])  # [1 + pool, F]
+        self.units = rules.reads.units(self.rows)  # [1 + pool, F]
         self._pair: dict[int, np.ndarray] = {}
-        self.to_target = self.units @ rules.unit(end)
+        self.to_target = self.units @ rules.reads.unit(end)
         self.to_waypoint = waypoints @ self.units[1:].T  # [count, pool]
         self.floor = rules.options.min_similarity
         self.nodes = 0
@@ -134,7 +135,7 @@ class _PathSearch:
 
     def run(self) -> list[int]:
         chosen = Chosen()
-        chosen.add(self.rules.song(self.start), self.start)
+        chosen.add(self.rules.reads.song(self.start), self.start)
         self._extend([0], chosen)
         return [int(self.rows[p]) for p in self.best[1:]]
 
@@ -162,7 +163,7 @@ class _PathSearch:
                 continue
             tried += 1
             self.nodes += 1
-            chosen.add(self.rules.song(row), row)
+            chosen.add(self.rules.reads.song(row), row)
             if self._extend([*chain, int(candidate) + 1], chosen):
                 return True
             chosen.pop()

@@ -16,18 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.recommender.options import Options
-from services.recommender.store import IndexSet, SongRecord
+from services.recommender.index.record import SongRecord
+from services.recommender.search.answer import AnswerReads, features_part
+from services.recommender.search.options import Options
 
 SAME_RECORDING = 0.99999  # cosine similarity of two songs' standardised features: the same audio
-
-
-def _features_unit(units: np.ndarray, n_features: int) -> np.ndarray:
-    """The 57 features' part of unit vectors (space.py: the features come first), unit length:
-    the same audio has the same features, whatever else a vector holds (a features-only query
-    has no embedding of its own)."""
-    part = np.asarray(units, dtype=np.float32)[..., :n_features]
-    return part / np.maximum(np.linalg.norm(part, axis=-1, keepdims=True), 1e-12)
 
 
 def title_key(song: SongRecord) -> tuple[str, str] | None:
@@ -75,49 +68,21 @@ class Shortfall:
 class Rules:
     def __init__(
         self,
-        index_set: IndexSet,
+        reads: AnswerReads,
         options: Options,
         seed_ids: set[str],
         seed_units: np.ndarray,
         cap_artists: bool = True,
     ) -> None:
-        self.index_set = index_set
-        self.songs = index_set.songs
-        self._units: dict[int, np.ndarray] = {}
-        self._features: dict[int, np.ndarray] = {}
-        self._songs: dict[int, SongRecord] = {}
+        self.reads = reads
+        index_set = reads.index_set
         self.options = options
         self.seed_ids = set(seed_ids)
-        self.n_features = len(index_set.feature_names)
-        self.seed_features = _features_unit(seed_units, self.n_features)  # [seeds, 57], unit length
+        self.seed_features = features_part(seed_units, reads.n_features)  # [seeds, 57], unit length
         seed_rows = [r for i in seed_ids if (r := index_set.row_of(i)) is not None]
-        self.seed_titles = {key for r in seed_rows if (key := title_key(self.songs[r]))}
+        self.seed_titles = {key for r in seed_rows if (key := title_key(reads.song(r)))}
         self.cap = options.max_per_artist if cap_artists else 0
         self.passed_over: dict[str, set[int]] = defaultdict(set)
-
-    def prefetch(self, rows) -> None:
-        """Read the unit vectors of many rows at once (one graph call per genre)."""
-        missing = [int(r) for r in rows if int(r) not in self._units]
-        for row, vector in zip(missing, self.index_set.unit_rows(missing), strict=True):
-            self._units[row] = vector
-
-    def song(self, row: int) -> SongRecord:
-        """The catalog's record of a row, read once per answer (the rules look at some many times)."""
-        if row not in self._songs:
-            self._songs[row] = self.songs[row]
-        return self._songs[row]
-
-    def unit(self, row: int) -> np.ndarray:
-        if row not in self._units:
-            self.prefetch([row])
-        return self._units[row]
-
-    def features_unit(self, row: int) -> np.ndarray:
-        """The song's features part, unit length, computed once per answer (blocks() compares
-        every candidate with every song chosen)."""
-        if row not in self._features:
-            self._features[row] = _features_unit(self.unit(row), self.n_features)
-        return self._features[row]
 
     def refuses(self, row: int, similarity: float) -> str | None:
         """The rule that keeps this song out of the answer whatever else is chosen, or None."""
@@ -127,10 +92,11 @@ class Rules:
         return rule
 
     def _refusal(self, row: int, similarity: float) -> str | None:
-        song, o = self.song(row), self.options
+        song, o = self.reads.song(row), self.options
         if song.id in self.seed_ids or title_key(song) in self.seed_titles:
             return "seed"
-        if len(self.seed_features) and float(np.max(self.seed_features @ self.features_unit(row))) >= SAME_RECORDING:
+        mine = self.reads.features_unit(row)
+        if len(self.seed_features) and float(np.max(self.seed_features @ mine)) >= SAME_RECORDING:
             return "seed"
         if song.id in o.exclude_ids:
             return "exclude_ids"
@@ -148,12 +114,12 @@ class Rules:
 
     def blocks(self, row: int, chosen: Chosen) -> str | None:
         """The rule that keeps this song out given what is chosen so far, or None."""
-        song, o = self.song(row), self.options
+        song, o = self.reads.song(row), self.options
         key = title_key(song)
         if song.id in chosen.ids or (key and key in chosen.titles):
             return "duplicate"
-        mine = self.features_unit(row)
-        if chosen.rows and float(np.max(np.stack([self.features_unit(r) for r in chosen.rows]) @ mine)) >= (
+        mine = self.reads.features_unit(row)
+        if chosen.rows and float(np.max(np.stack([self.reads.features_unit(r) for r in chosen.rows]) @ mine)) >= (
             SAME_RECORDING
         ):
             return "duplicate"
@@ -162,12 +128,12 @@ class Rules:
             return "max_per_artist"
         if artist and o.no_repeat_artist_within:
             recent = chosen.rows[-o.no_repeat_artist_within :]
-            if any(self.song(r).artist.casefold() == artist for r in recent):
+            if any(self.reads.song(r).artist.casefold() == artist for r in recent):
                 return "no_repeat_artist_within"
         album = song.album.casefold()
         if album and o.no_repeat_album_within:
             recent = chosen.rows[-o.no_repeat_album_within :]
-            if any(self.song(r).album.casefold() == album for r in recent):
+            if any(self.reads.song(r).album.casefold() == album for r in recent):
                 return "no_repeat_album_within"
         return None
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from musicrec.v1 import audio_pb2, classifier_pb2
 from services.common.errors import invalid, not_found, quoted, unavailable
-from services.recommender.space import joined
-from services.recommender.store import IndexSet
+from services.recommender.index.space import joined
+from services.recommender.index.store import IndexSet
 
 
 def song_row(index: IndexSet, song_id: str, field: str = "song_id") -> int:

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from services.recommender.index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, GenreIndex
-from services.recommender.reasons import typical_gaps
-from services.recommender.songs import SongTable
-from services.recommender.space import EMBEDDING_SHARE, column_weights
-from services.recommender.store import CURRENT, SongRecord, current_generation, generation_name, standardised
+from services.recommender.index.graph import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, GenreIndex
+from services.recommender.index.songs import SongTable
+from services.recommender.index.space import EMBEDDING_SHARE, column_weights
+from services.recommender.index.store import CURRENT, SongRecord, current_generation, generation_name, standardised
+from services.recommender.search.reasons import typical_gaps
 
 KEEP_GENERATIONS = 3
 WINSOR_SPAN = 1.0  # fit_standardiser clips at the 5th-95th percentile range beyond it
@@ -47,7 +47,7 @@ def fit_standardiser(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     5th and 95th percentiles meet (mostly one value) is not clipped; a constant one gets scale 1.
     (The median and interquartile range cost a third of consistency@5 searching all genres:
     the ear's embedding has many mostly-zero dimensions.) numpy only: importing sklearn made
-    `import services.recommender.ingest` 1.4 s slower and cost the recommender image a package."""
+    `import services.recommender.catalog.ingest` 1.4 s slower and cost the recommender image a package."""
     raw = np.asarray(raw, dtype=np.float64)
     low, high = np.percentile(raw, [5.0, 95.0], axis=0)
     span = high - low

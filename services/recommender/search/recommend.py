@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.common.errors import invalid
-from services.recommender.compute import UNLIMITED, Budget
-from services.recommender.index import DEFAULT_EF_SEARCH, normalise_rows
-from services.recommender.options import Options
-from services.recommender.reasons import Reason, explain, sentences
-from services.recommender.routing import Route, RoutingPolicy
-from services.recommender.rules import Chosen, Rules, Shortfall
-from services.recommender.store import IndexSet, SongRecord
+from services.recommender.index.graph import DEFAULT_EF_SEARCH, normalise_rows
+from services.recommender.index.store import IndexSet, SongRecord
+from services.recommender.search.answer import AnswerReads
+from services.recommender.search.compute import UNLIMITED, Budget
+from services.recommender.search.options import Options
+from services.recommender.search.reasons import Reason, explain, sentences
+from services.recommender.search.routing import Route, RoutingPolicy
+from services.recommender.search.rules import Chosen, Rules, Shortfall
 
 MAX_CANDIDATES = 4096  # per genre and search: what bounds an answer's time and memory
 PERMANENT = ("duplicate", "max_per_artist")  # blocking rules no later choice can lift
@@ -99,16 +100,13 @@ class _Search:
         weights = np.array([max(s.weight, 0.0) for s in query.seeds], dtype=np.float64)
         self.weights = weights / weights.sum()
         self.probes = self.z if len(self.z) == 1 else np.vstack([self.z, self.weights @ self.units])
-        self.rules = Rules(index_set, query.options, {s.song_id for s in query.seeds if s.song_id}, self.units)
+        self.reads = AnswerReads(index_set)
+        self.rules = Rules(self.reads, query.options, {s.song_id for s in query.seeds if s.song_id}, self.units)
         self.blocked: dict[int, str] = {}
 
     def unit_rows(self, rows) -> np.ndarray:
-        """[rows, F] unit vectors of catalog rows (a [0, F] array for none), read once per answer."""
-        rows = [int(r) for r in rows]
-        if not rows:
-            return np.zeros((0, self.units.shape[1]), dtype=np.float32)
-        self.rules.prefetch(rows)
-        return np.stack([self.rules.unit(r) for r in rows])
+        """[rows, F] unit vectors of catalog rows, read once per answer."""
+        return self.reads.units(rows)
 
     def similarities(self, rows) -> np.ndarray:
         """[rows, seeds] exact cosine similarities."""
@@ -149,7 +147,7 @@ class _Search:
         options = self.query.options
         chosen = Chosen()
         for row, _ in base:
-            chosen.add(self.rules.song(row), row)
+            chosen.add(self.reads.song(row), row)
         picked = list(base)
         pool = []
         for score, row, sim in candidates:
@@ -166,7 +164,7 @@ class _Search:
         pool_units = self.unit_rows([row for _, row, _ in pool]) if lam else None
         if lam:
             for row, _ in base:
-                nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.rules.unit(row))
+                nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.reads.unit(row))
         open_ = np.ones(len(pool), dtype=bool)  # not taken and not blocked for good
         while len(picked) < options.k and open_.any():
             self.budget.check()
@@ -187,10 +185,10 @@ class _Search:
                 break
             open_[best] = False
             _, row, sim = pool[best]
-            chosen.add(self.rules.song(row), row)
+            chosen.add(self.reads.song(row), row)
             picked.append((row, sim))
             if lam:
-                nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.rules.unit(row))
+                nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.reads.unit(row))
         return picked
 
     def fill(self, base: list[tuple[int, float]], routes: list[Route]) -> tuple[list[tuple[int, float]], bool]:

@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.recommender.analysis import Setup
-from services.recommender.catalog import CatalogSong
+from services.recommender.catalog.analysis import Setup
+from services.recommender.catalog.reader import CatalogSong
 
 
 def shard_of(song_id: str, shards: int) -> int:

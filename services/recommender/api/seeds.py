@@ -12,10 +12,10 @@ import numpy as np
 from musicrec.v1 import recommender_pb2
 from services.common.errors import ServiceError, invalid, quoted
 from services.common.upload import UPLOADS_PER_PEER
-from services.recommender.lookup import analysed_vector, check_featurizer_schema, feature_vector, song_row
-from services.recommender.routing import Route, RoutingPolicy, Vote, from_classification
-from services.recommender.search import Seed
-from services.recommender.store import IndexSet, SongRecord
+from services.recommender.api.lookup import analysed_vector, check_featurizer_schema, feature_vector, song_row
+from services.recommender.index.store import IndexSet, SongRecord
+from services.recommender.search.recommend import Seed
+from services.recommender.search.routing import Route, RoutingPolicy, Vote, from_classification
 from services.recommender.upstream import Upstream, with_backoff
 
 MAX_SEEDS = 20

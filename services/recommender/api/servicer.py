@@ -17,17 +17,17 @@ from google.protobuf.message import DecodeError
 from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.errors import invalid, quoted
 from services.common.upload import HeaderedUpload, UploadLimits, UploadSlots
-from services.recommender import seeds as seed_requests
-from services.recommender.cache import ResponseCache, by_id_key
-from services.recommender.compute import Budget, Compute
-from services.recommender.live import LiveIndex
-from services.recommender.lookup import analysed_vector, check_featurizer_schema, feature_vector, song_row
-from services.recommender.messages import hit_messages, routing_messages, shortfall_message, song_message
-from services.recommender.options import Options, parse_options
-from services.recommender.path import DEFAULT_STEPS, MAX_STEPS, find_path
-from services.recommender.routing import Route, RoutingPolicy, from_classification, mix
-from services.recommender.search import Query, Result, recommend
-from services.recommender.store import IndexSet
+from services.recommender.api import seeds as seed_requests
+from services.recommender.api.cache import ResponseCache, by_id_key
+from services.recommender.api.lookup import analysed_vector, check_featurizer_schema, feature_vector, song_row
+from services.recommender.api.messages import hit_messages, routing_messages, shortfall_message, song_message
+from services.recommender.index.live import LiveIndex
+from services.recommender.index.store import IndexSet
+from services.recommender.search.compute import Budget, Compute
+from services.recommender.search.options import Options, parse_options
+from services.recommender.search.path import DEFAULT_STEPS, MAX_STEPS, find_path
+from services.recommender.search.recommend import Query, Result, recommend
+from services.recommender.search.routing import Route, RoutingPolicy, from_classification, mix
 from services.recommender.upstream import Upstream
 
 log = logging.getLogger("recommender")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.recommender.record import SongRecord
+from services.recommender.index.record import SongRecord
 
 TEXT = ("id", "title", "artist", "album", "release_date")
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from musicrec.v1 import recommender_pb2
-from services.recommender.routing import Route
-from services.recommender.rules import Shortfall
-from services.recommender.search import Hit
-from services.recommender.store import SongRecord
+from services.recommender.index.store import SongRecord
+from services.recommender.search.recommend import Hit
+from services.recommender.search.routing import Route
+from services.recommender.search.rules import Shortfall
 
 
 def song_message(song: SongRecord) -> recommender_pb2.Song:

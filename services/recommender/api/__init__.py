@@ -1,0 +1,1 @@
+"""The front door: gRPC handlers, requests understood, answers cached and written as messages."""

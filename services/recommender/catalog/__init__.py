@@ -1,0 +1,1 @@
+"""Ingestion: the catalog CSV, analysing songs through the featurizer and classifier, building a generation."""

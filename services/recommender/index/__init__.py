@@ -1,0 +1,1 @@
+"""The served index: per-genre graphs, the song columns, the vector space, generations swapped live."""
