@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTHON  := $(BIN)/python
 STAMP   := $(VENV)/.installed
-PROTOS  := $(wildcard protos/musicrec/v1/*.proto)
+PROTOS  := $(wildcard protos/musicrec/v1/*.proto protos/musicrec/tfserving/v1/*.proto)
 GEN     := gen/musicrec/v1/.stamp
 SITE     = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
@@ -37,7 +37,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 $(GEN): $(STAMP) $(PROTOS)
 	rm -rf gen && mkdir -p gen
 	$(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
-	touch gen/musicrec/__init__.py gen/musicrec/v1/__init__.py
+	touch gen/musicrec/__init__.py gen/musicrec/v1/__init__.py gen/musicrec/tfserving/__init__.py gen/musicrec/tfserving/v1/__init__.py
 	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/gen" > $(SITE)/musicrec.pth
 	touch $@
 

@@ -1,9 +1,5 @@
 """Run the classifier: python -m services.classifier"""
 
-from services.classifier.tf_protos import without_tensorflow_runtime
-
-without_tensorflow_runtime()  # before anything imports TF Serving's protos
-
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -1,7 +1,8 @@
-"""Client for tensorflow.serving.PredictionService/Predict (tensorflow-serving-api stubs).
+"""Client for tensorflow.serving.PredictionService/Predict and ModelService/GetModelStatus.
 
-The same code talks to the real tensorflow/serving image and to the local stand-in.
-Tensors are built directly as TensorProto (no TensorFlow import on the request path).
+The same code talks to the real tensorflow/serving image and to the local stand-in. Its
+messages are musicrec.tfserving.v1 (protos/musicrec/tfserving/v1): TF Serving's field numbers,
+so the same bytes on the wire, without the tensorflow and tensorflow-serving-api packages.
 """
 
 from __future__ import annotations
@@ -9,15 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import (
-    get_model_status_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
+from musicrec.tfserving.v1 import tfserving_pb2 as tfs
 from services.common import transport
+
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+GET_MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 
 EAR_INPUT = "log_mel"  # the ear's signature: log_mel in, embedding out
 EMBEDDING = "embedding"
@@ -41,13 +39,13 @@ class Embeddings:
     values: np.ndarray  # [n, dim]: one row per spectrogram sent
 
 
-def float_tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
+def float_tensor(array: np.ndarray) -> tfs.TensorProto:
     array = np.ascontiguousarray(array, dtype="<f4")
-    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
-    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, tensor_content=array.tobytes())
+    shape = tfs.TensorShapeProto(dim=[tfs.TensorShapeProto.Dim(size=d) for d in array.shape])
+    return tfs.TensorProto(dtype=tfs.DATA_TYPE_FLOAT, tensor_shape=shape, tensor_content=array.tobytes())
 
 
-def read_floats(tensor: tensor_pb2.TensorProto) -> np.ndarray:
+def read_floats(tensor: tfs.TensorProto) -> np.ndarray:
     shape = [d.size for d in tensor.tensor_shape.dim]
     if tensor.tensor_content:
         return np.frombuffer(tensor.tensor_content, dtype="<f4").reshape(shape)
@@ -58,15 +56,19 @@ class TFServingClient:
     def __init__(self, address: str) -> None:
         self.address = address
         self._channel = transport.channel(address)
-        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._predict_call = self._channel.unary_unary(
+            PREDICT, request_serializer=tfs.PredictRequest.SerializeToString,
+            response_deserializer=tfs.PredictResponse.FromString)
+        self._status_call = self._channel.unary_unary(
+            GET_MODEL_STATUS, request_serializer=tfs.GetModelStatusRequest.SerializeToString,
+            response_deserializer=tfs.GetModelStatusResponse.FromString)
 
     async def available_version(self, model: str, timeout: float) -> int | None:
         """ModelService/GetModelStatus: the newest AVAILABLE version of `model`, None if none is."""
-        request = get_model_status_pb2.GetModelStatusRequest()
+        request = tfs.GetModelStatusRequest()
         request.model_spec.name = model
-        response = await self._models.GetModelStatus(request, timeout=timeout)
-        available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        response = await self._status_call(request, timeout=timeout)
+        available = tfs.ModelVersionStatus.STATE_AVAILABLE
         versions = [v.version for v in response.model_version_status if v.state == available]
         return max(versions) if versions else None
 
@@ -74,12 +76,12 @@ class TFServingClient:
         return await self.available_version(model, timeout) is not None
 
     async def _predict(self, model: str, key: str, batch: np.ndarray, outputs: list[str], timeout: float | None):
-        request = predict_pb2.PredictRequest()
+        request = tfs.PredictRequest()
         request.model_spec.name = model
         request.model_spec.signature_name = "serving_default"
         request.inputs[key].CopyFrom(float_tensor(batch))
         request.output_filter.extend(outputs)
-        return await self._stub.Predict(request, timeout=timeout)
+        return await self._predict_call(request, timeout=timeout)
 
     async def embed(self, model: str, log_mels: np.ndarray, timeout: float | None) -> Embeddings:
         """One Predict of the ear for a batch of log-mels [n, 96, frames]."""

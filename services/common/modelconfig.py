@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
 
+from musicrec.tfserving.v1.tfserving_pb2 import ModelServerConfig
 from services.common.config import Setting
 
 EAR_MODEL = Setting("EAR_MODEL", "musicnn_msd", "classifier",
@@ -49,13 +49,13 @@ def latest_version(base: Path) -> int:
     return max(versions)
 
 
-def _parse(config_file: Path) -> model_server_config_pb2.ModelServerConfig:
+def _parse(config_file: Path) -> ModelServerConfig:
     try:
         text = config_file.read_text()
     except OSError as exc:
         reason = exc.strerror
         raise SystemExit(f"models.config {config_file} cannot be read ({reason}): set MODEL_CONFIG_FILE") from None
-    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    return text_format.Parse(text, ModelServerConfig())
 
 
 def model_names(config_file: Path) -> list[str]:
@@ -89,7 +89,7 @@ def read_config(config_file: Path, models_root: Path | None = None) -> list[Mode
 
 def write_models_config(path: Path, names: list[str], base_dir: str = "/models") -> Path:
     """TF Serving's ModelServerConfig (text format): one entry per served model, under base_dir."""
-    config = model_server_config_pb2.ModelServerConfig()
+    config = ModelServerConfig()
     for name in names:
         entry = config.model_config_list.config.add()
         entry.name, entry.base_path, entry.model_platform = name, f"{base_dir}/{name}", "tensorflow"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -23,7 +24,7 @@ from tensorflow_serving.apis import (
 
 from devtools.localrun import Proc, free_port, running, start
 from musicrec.v1 import audio_pb2, classifier_pb2, classifier_pb2_grpc
-from services.classifier.tfserving import float_tensor
+from services.classifier.tfserving import float_tensor as our_tensor
 from services.common.modelconfig import write_models_config
 from services.featurizer.features import featurize
 from services.featurizer.window import cut_clip
@@ -54,6 +55,11 @@ def test_models_config_lists_the_ear_and_five_folds_and_models_are_small() -> No
     assert all(f'name: "{f}"' in text for f in [EAR, *FOLDS])
     size = sum(p.stat().st_size for p in MODELS.rglob("*") if p.is_file())
     assert size <= 30 * 2**20, f"shipped models are {size / 2**20:.1f} MiB, budget 30 MiB"
+
+
+def float_tensor(batch: np.ndarray) -> tensor_pb2.TensorProto:
+    """TensorFlow's own TensorProto, from the classifier's bytes (the same wire format)."""
+    return tensor_pb2.TensorProto.FromString(our_tensor(batch).SerializeToString())
 
 
 def predict(address: str, model: str, key: str, batch: np.ndarray, outputs: list[str]) -> dict[str, np.ndarray]:
@@ -287,8 +293,8 @@ def resident_mib(pid: int) -> float:
 
 
 def test_classifier_does_not_load_the_tensorflow_runtime(classifier) -> None:
-    # It only builds TensorProto messages: 770 MB resident with TensorFlow loaded, measured
-    # before tf_protos.without_tensorflow_runtime.
+    # It only builds TensorProto messages (musicrec.tfserving.v1): 770 MB resident with
+    # TensorFlow loaded.
     rss = resident_mib(classifier.process.pid)
     assert rss < 250, f"classifier holds {rss:.0f} MiB: is the TensorFlow runtime loaded again?"
 

@@ -49,3 +49,58 @@ def test_fold_list_is_read_from_models_config(tmp_path: Path) -> None:
     (tmp_path / "no_ear.config").write_text('model_config_list { config { name: "linear_fold0" } }\n')
     with pytest.raises(SystemExit, match="EAR_MODEL"):
         ear_and_folds(tmp_path / "no_ear.config")
+
+
+def test_the_tf_serving_subset_speaks_tf_servings_bytes_and_text() -> None:
+    """musicrec.tfserving.v1 against TF Serving's own messages: the classifier's requests parse as
+    theirs, their answers parse as ours, and models.config reads the same."""
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from musicrec.tfserving.v1 import tfserving_pb2 as tfs
+    from services.classifier.tfserving import float_tensor, read_floats
+
+    batch = np.arange(6, dtype=np.float32).reshape(2, 3)
+    ours = tfs.PredictRequest(output_filter=["embedding"])
+    ours.model_spec.name, ours.model_spec.signature_name = "musicnn_msd", "serving_default"
+    ours.inputs["log_mel"].CopyFrom(float_tensor(batch))
+    theirs = predict_pb2.PredictRequest.FromString(ours.SerializeToString())
+    assert theirs.model_spec.name == "musicnn_msd" and list(theirs.output_filter) == ["embedding"]
+    tensor = theirs.inputs["log_mel"]
+    assert tensor.dtype == 1 and [d.size for d in tensor.tensor_shape.dim] == [2, 3]
+
+    answer = predict_pb2.PredictResponse()
+    answer.model_spec.name, answer.model_spec.version.value = "linear_fold0", 3
+    answer.outputs["probabilities"].CopyFrom(predict_pb2.PredictRequest.FromString(
+        ours.SerializeToString()).inputs["log_mel"])
+    answer.outputs["labels"].dtype = 7
+    answer.outputs["labels"].string_val.extend([b"blues", b"jazz"])
+    read = tfs.PredictResponse.FromString(answer.SerializeToString())
+    assert read.model_spec.version.value == 3 and list(read.outputs["labels"].string_val) == [b"blues", b"jazz"]
+    np.testing.assert_array_equal(read_floats(read.outputs["probabilities"]), batch)
+
+    status = get_model_status_pb2.GetModelStatusResponse()
+    status.model_version_status.add(version=2, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+    mine = tfs.GetModelStatusResponse.FromString(status.SerializeToString())
+    assert mine.model_version_status[0].state == tfs.ModelVersionStatus.STATE_AVAILABLE
+
+    config = (ROOT / "models" / "models.config").read_text()
+    names = [c.name for c in text_format.Parse(config, tfs.ModelServerConfig()).model_config_list.config]
+    assert names == [c.name for c in text_format.Parse(
+        config, model_server_config_pb2.ModelServerConfig()).model_config_list.config]
+    policy = 'model_config_list { config { name: "m" model_version_policy { specific { versions: 2 } } } }'
+    parsed = text_format.Parse(policy, tfs.ModelServerConfig()).model_config_list.config[0]
+    assert list(parsed.model_version_policy.specific.versions) == [2]
+
+
+def test_the_song_message_derives_from_the_song_record() -> None:
+    from dataclasses import fields
+
+    from services.recommender.api.messages import SONG_FIELDS, song_message
+    from services.recommender.index.record import SongRecord
+
+    assert set(SONG_FIELDS) <= {f.name for f in fields(SongRecord)}, "a Song field the record does not carry"
+    record = SongRecord("a", "Title", "Artist", "1999-01-02", "jazz", album="Album", duration_seconds=180.5, year=1999)
+    message = song_message(record)
+    assert [getattr(message, name) for name in SONG_FIELDS] == [getattr(record, name) for name in SONG_FIELDS]

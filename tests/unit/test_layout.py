@@ -21,6 +21,12 @@ def modules_after_import(module: str) -> set[str]:
     return set(json.loads(out.stdout))
 
 
+def test_the_classifier_needs_neither_tensorflow_nor_its_serving_api() -> None:
+    loaded = modules_after_import("services.classifier.servicer")
+    assert not {"tensorflow", "tensorflow_serving", "keras"} & {m.split(".")[0] for m in loaded}
+    assert "pip install" not in (ROOT / "services" / "classifier" / "Dockerfile").read_text()  # the base's packages
+
+
 def test_serving_recommender_loads_no_build_or_training_packages() -> None:
     loaded = modules_after_import("services.recommender.api.servicer")
     assert not {"sklearn", "tqdm", "tensorflow", "keras"} & {m.split(".")[0] for m in loaded}

@@ -8,18 +8,12 @@ from services.recommender.search.recommend import Hit
 from services.recommender.search.routing import Route
 from services.recommender.search.rules import Shortfall
 
+SONG_FIELDS = [field.name for field in recommender_pb2.Song.DESCRIPTOR.fields]  # each one a SongRecord field
+
 
 def song_message(song: SongRecord) -> recommender_pb2.Song:
-    return recommender_pb2.Song(
-        id=song.id,
-        title=song.title,
-        artist=song.artist,
-        release_date=song.release_date,
-        genre=song.genre,
-        album=song.album,
-        duration_seconds=song.duration_seconds,
-        year=song.year,
-    )
+    """The proto Song, derived from the record by field name (a test keeps the names aligned)."""
+    return recommender_pb2.Song(**{name: getattr(song, name) for name in SONG_FIELDS})
 
 
 def hit_messages(hits: list[Hit], seed_labels: list[str] | None = None) -> list[recommender_pb2.Recommendation]:
