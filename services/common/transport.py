@@ -141,7 +141,7 @@ def channel(address: str) -> grpc.aio.Channel:
 
 
 def sync_channel(address: str) -> grpc.Channel:
-    """A blocking channel (command-line tools, ingestion, tests)."""
+    """A blocking channel (the demo, benchmarks, tests); unlike `channel`, it sends no service token."""
     credentials, options = _client_setup()
     if credentials is None:
         return grpc.insecure_channel(address, options=options)

@@ -1,7 +1,7 @@
 """The recommender's gRPC handlers: translate messages, ask routing and search, cache.
 
-The rules live elsewhere: options and genre routing in routing.py, the picking rules in
-search.py, the index in index.py/store.py, the upstream calls in upstream.py.
+The rules live elsewhere: options, routing and picking in ../search/, the index in ../index/,
+the featurizer and classifier calls in ../upstream.py.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ from services.recommender.search.rules import Chosen, Rules, Shortfall
 
 MAX_CANDIDATES = 4096  # per genre and search: what bounds an answer's time and memory
 PERMANENT = ("duplicate", "max_per_artist")  # blocking rules no later choice can lift
+SPARE_CANDIDATES = 8  # read beyond k at first: a few near songs are usually the seed or duplicates
+DIVERSITY_POOL = (4, 50)  # with diversity, at first max(4 k, 50) candidates: MMR needs room to choose
 
 
 @dataclass
@@ -118,7 +120,7 @@ class _Search:
         weight_of: dict[int, float] = {}
         # the blend (last) reads `want`; each seed adds its own nearest few, so every seed has
         # songs near it to offer when diversity asks for them
-        own = min(want, max(1, (self.query.options.k + 8) // len(self.query.seeds)))
+        own = min(want, max(1, (self.query.options.k + SPARE_CANDIDATES) // len(self.query.seeds)))
         for route in routes:
             self.budget.check()
             index = self.index_set.indexes[route.genre]
@@ -197,7 +199,8 @@ class _Search:
         total = sum(self.index_set.indexes[r.genre].count for r in routes)
         k = self.query.options.k
         # diversity needs room to choose from; the rules may drop many near songs
-        want = k + 8 if not self.query.options.diversity else max(4 * k, 50)
+        factor, least = DIVERSITY_POOL
+        want = k + SPARE_CANDIDATES if not self.query.options.diversity else max(factor * k, least)
         while routes:
             picked = self.select(base, self.candidates(routes, want), want)
             if len(picked) >= k or want >= total or want >= MAX_CANDIDATES:

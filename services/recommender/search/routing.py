@@ -25,6 +25,8 @@ from musicrec.v1 import classifier_pb2
 STRATEGIES = ("mass", "runner_up", "vote", "all")
 
 
+UNROUTED_PENALTY = 10.0  # a genre of no weight: below any cosine similarity (which is >= -1)
+
 @dataclass(frozen=True)
 class Route:
     genre: str
@@ -112,7 +114,7 @@ class RoutingPolicy:
     def score(self, similarity: float, weight: float, top_weight: float) -> float:
         """Merge key across genres: cosine similarity plus the genre's log prior."""
         if weight <= 0.0 or top_weight <= 0.0:
-            return similarity - 10.0
+            return similarity - UNROUTED_PENALTY
         return similarity + self.prior_weight * math.log(weight / top_weight)
 
 
