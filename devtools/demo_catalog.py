@@ -1,8 +1,9 @@
 """Write a catalog CSV for a folder of <root>/<genre>/<file> clips (GTZAN, regional_mini, ...).
 
-Titles, artists, albums and dates are left empty: the ingestion reads them from the files'
-tags (GTZAN clips carry none, so their title is the clip name). The CSV holds paths only; the
-audio stays in ../shared/data.
+Titles, artists, albums and years come from gtzan_metadata.csv where it lists the clip
+(training/metadata.py); otherwise they are left empty and the ingestion reads them from the
+files' tags (GTZAN clips carry none, so their title is then the clip name). The CSV holds
+paths only; the audio stays in ../shared/data.
 
     python -m devtools.demo_catalog --data ../shared/data/gtzan_mini/genres --out var/demo/catalog.csv
 """
@@ -14,22 +15,25 @@ import csv
 from pathlib import Path
 
 from services.recommender.catalog.reader import CatalogSong, write_catalog
+from training.metadata import clip_metadata
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".au"}
 
 
 def folder_catalog(root: Path) -> list[CatalogSong]:
-    songs = []
+    songs, cache = [], {}
     for path in sorted(p for p in root.glob("*/*") if p.suffix.lower() in AUDIO_SUFFIXES):
-        genre = path.parent.name.lower()
+        row = clip_metadata(path, cache) or {}
+        year = (row.get("year") or "").strip()
         songs.append(
             CatalogSong(
                 id=path.stem,
-                title="",
-                artist="",
-                release_date="",
-                genre=genre,
+                title=(row.get("title") or "").strip(),
+                artist=(row.get("artist") or "").strip(),
+                release_date=year if year.isdigit() and len(year) == 4 else "",
+                genre=path.parent.name.lower(),
                 audio_path=path.resolve(),
+                album=(row.get("album") or "").strip(),
             )
         )
     return songs

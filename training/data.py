@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from services.featurizer.pipeline import analyse
 from services.featurizer.schema import SCHEMA_VERSION
+from training.metadata import clip_metadata
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".au", ".flac", ".ogg"}
 GTZAN_ID = re.compile(r"\.(\d{5})\.\w+$")
@@ -121,28 +122,6 @@ def dedupe(ds: Dataset) -> tuple[Dataset, list[tuple[str, str]]]:
     drop = {j for _, j in pairs}
     keep = np.array([i for i in range(len(ds.labels)) if i not in drop])
     return ds.subset(keep), [(ds.paths[i], ds.paths[j]) for i, j in pairs]
-
-
-METADATA = "gtzan_metadata.csv"  # artist, title, album, year per clip, beside the clip folders
-
-
-def _metadata_rows(folder: Path, cache: dict[Path, dict[str, dict]]) -> dict[str, dict]:
-    if folder not in cache:
-        csv_path = folder / METADATA
-        with open(csv_path, newline="") as f:
-            cache[folder] = {row["file"]: row for row in csv.DictReader(f)}
-    return cache[folder]
-
-
-def clip_metadata(path: Path, cache: dict[Path, dict[str, dict]] | None = None) -> dict | None:
-    """The clip's row of the nearest gtzan_metadata.csv above it (keys: file relative to the CSV's
-    folder), or None when no such file lists it."""
-    cache = {} if cache is None else cache
-    path = Path(path).resolve()
-    for folder in path.parents:
-        if (folder / METADATA).exists():
-            return _metadata_rows(folder, cache).get(path.relative_to(folder).as_posix())
-    return None
 
 
 def artist_names(paths: list[str]) -> list[str]:

@@ -343,3 +343,18 @@ def test_a_genre_of_mostly_identical_songs_still_answers_whole() -> None:
     assert len(hits) == 2000 and len({row for row, _ in hits}) == 2000
     similarities = [sim for _, sim in hits]
     assert similarities == sorted(similarities, reverse=True) and hits[0][0] == 1999
+
+
+def test_demo_catalogs_show_the_real_titles_and_artists_where_the_metadata_lists_them(tmp_path: Path) -> None:
+    from devtools.demo_catalog import folder_catalog
+
+    for name in ("jazz/jazz.00001.wav", "jazz/jazz.00002.wav"):
+        (tmp_path / "genres" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "genres" / name).write_bytes(b"")
+    (tmp_path / "gtzan_metadata.csv").write_text(
+        "file,genre,artist,title,album,year\n"
+        "genres/jazz/jazz.00001.wav,jazz,Billie Holiday,Strange Fruit,Day In Day Out,1939\n")
+    listed, unlisted = folder_catalog(tmp_path / "genres")
+    assert (listed.title, listed.artist, listed.album, listed.release_date) == (
+        "Strange Fruit", "Billie Holiday", "Day In Day Out", "1939")
+    assert (unlisted.title, unlisted.artist, unlisted.release_date) == ("", "", "")  # the file's tags decide
