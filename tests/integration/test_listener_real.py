@@ -151,7 +151,8 @@ def test_a_path_from_classical_to_metal(stub) -> None:
     reply = stub.FindPath(request, timeout=60)
     assert reply.start.id == "classical.00001" and reply.end.id == "metal.00008"
     ids = [s.song.id for s in reply.steps]
-    assert len(ids) == 6 and len(set(ids)) == 6 and not {"classical.00001", "metal.00008"} & set(ids)
+    assert ids[-1] == "metal.00008"  # the path arrives
+    assert len(ids) == 7 and len(set(ids)) == 7 and not {"classical.00001", "metal.00008"} & set(ids[:-1])
     to_target = [s.similarity_to_target for s in reply.steps]
     assert to_target == sorted(to_target)
     genres = ["classical"] + [s.song.genre for s in reply.steps]
@@ -224,7 +225,8 @@ def test_the_readme_grpcurl_calls(recommender: Proc) -> None:
         assert out.returncode == 0, out.stderr
         reply = json.loads(out.stdout)
         if method == "FindPath":
-            assert len(reply["steps"]) == 6 and "similarity_to_target" in reply["steps"][0]
+            assert len(reply["steps"]) == 7 and "similarity_to_target" in reply["steps"][0]  # 6, then the target
+            assert reply["steps"][-1]["song"]["id"] == body["to_song_id"]
         else:
             assert reply["recommendations"] and "reasons" in reply["recommendations"][0]
         if method == "RecommendBySeeds":

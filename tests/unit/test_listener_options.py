@@ -158,9 +158,15 @@ def test_mixed_routes_weigh_each_seed_once() -> None:
     assert [r.weight for r in mixed] == pytest.approx([0.75, 0.1875, 0.0625])
 
 
-def test_a_path_moves_toward_the_target_without_repeats(index: IndexSet) -> None:
+def test_a_path_moves_toward_the_target_and_arrives(index: IndexSet) -> None:
     start, end = 0, 65
-    path = find_path(index, start, end, 6, Options())
+    assert index.songs[start].genre != index.songs[end].genre  # across genres
+    arriving = find_path(index, start, end, 6, Options())
+    assert [s.row for s in arriving.steps][-1] == end and len(arriving.steps) == 7
+    assert arriving.steps[-1].similarity_to_target == pytest.approx(1.0, abs=1e-5)
+    assert [s.similarity_to_target for s in arriving.steps] == sorted(s.similarity_to_target for s in arriving.steps)
+    path = find_path(index, start, end, 6, Options(), include_target=False)
+    assert [s.row for s in path.steps] == [s.row for s in arriving.steps[:-1]]
     rows = [s.row for s in path.steps]
     assert len(rows) == 6 and path.shortfall is None
     assert len(set(rows)) == 6 and start not in rows and end not in rows
@@ -178,7 +184,7 @@ def test_a_path_moves_toward_the_target_without_repeats(index: IndexSet) -> None
     assert banned not in {index.songs[s.row].artist for s in find_path(index, start, end, 6,
                                                                        Options(exclude_artists=frozenset([banned]))).steps}
     stuck = find_path(index, start, end, 6, Options(min_similarity=0.999))
-    assert stuck.steps == [] and stuck.shortfall.message.startswith("0 of 6 returned")
+    assert [s.row for s in stuck.steps] == [end] and stuck.shortfall.message.startswith("0 of 6 returned")
 
 
 def test_reasons_are_contrasts_and_differ_within_an_answer(index: IndexSet) -> None:

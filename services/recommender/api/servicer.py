@@ -211,9 +211,10 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         if start == end:
             raise invalid("from_song_id and to_song_id name the same song: a path needs two different songs")
         count = request.count or DEFAULT_STEPS
+        include_target = request.include_target if request.HasField("include_target") else True
 
         def work(budget: Budget) -> recommender_pb2.FindPathResponse:
-            path = find_path(index, start, end, count, options, self._ef, budget)
+            path = find_path(index, start, end, count, options, self._ef, budget, include_target)
             return recommender_pb2.FindPathResponse(
                 start=song_message(index.songs[start]),
                 end=song_message(index.songs[end]),

@@ -49,8 +49,11 @@ class Path:
 
 def find_path(
     index_set: IndexSet, start: int, end: int, count: int, options: Options, ef: int = DEFAULT_EF_SEARCH,
-    budget: Budget = UNLIMITED,
+    budget: Budget = UNLIMITED, include_target: bool = True,
 ) -> Path:
+    """`count` songs from start toward end, each closer to end than the one before; then, with
+    include_target, end itself as the last step (whatever the floor: the path arrives), also
+    when fewer than `count` songs qualified between (the shortfall says so)."""
     a, b = index_set.unit_rows([start, end])
     ends = {index_set.songs[start].id, index_set.songs[end].id}
     reads = AnswerReads(index_set)
@@ -69,7 +72,7 @@ def find_path(
             break
         want = min(4 * want, most)
     steps, reasons, previous = [], [], start
-    for row in chain:
+    for row in [*chain, end] if include_target else chain:
         z_prev = index_set.z_rows([previous])[0]
         reasons.append(explain(index_set, z_prev, index_set.raw_rows([previous])[0], row))
         genre_changed = index_set.songs.genre(row) != index_set.songs.genre(previous)
@@ -79,7 +82,7 @@ def find_path(
     for step, sentence in zip(steps, sentences(reasons), strict=True):
         step.reason = sentence
     where = f"no chain of {count} songs, each closer to the target, qualified among the {len(pool)} nearest the way"
-    return Path(steps, rules.shortfall(count, len(steps), {}, where))
+    return Path(steps, rules.shortfall(count, len(chain), {}, where))
 
 
 def _nearest(
