@@ -9,7 +9,9 @@ reason (the two feature groups it names) is read three ways:
 - contrast + answer: the service's sentences (a group already named in the answer must stand
   out more to be named again: reasons.sentences).
 Prints the share of all hits that give the single most common reason, the mean number of
-distinct reasons per 5-hit answer, and the share of answers whose 5 hits all give one reason.
+distinct reasons per 5-hit answer, and the share of answers whose 5 hits all give one reason;
+then, for the service's sentences, how often each feature group is named (a group named in
+more than FIRES_AT_MOST of the hits says little about any one of them).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from services.recommender.search.options import Options
 from services.recommender.search.reasons import named_groups
 from services.recommender.search.recommend import Query, recommend
 from services.recommender.search.routing import Route
+
+FIRES_AT_MOST = 0.20  # the share of hits a reason may be named in and still mean something
 
 
 def groups(chosen) -> frozenset[str]:
@@ -53,6 +57,11 @@ def main() -> None:
         alike = sum(len(set(a)) == 1 for a in per_answer) / len(per_answer)
         print(f"{name:<20} {count:>5}/{total} ({count / total:4.0%}) {distinct:>20.2f} {alike:>18.0%}   "
               f"most common: {' + '.join(sorted(reason))}")
+    named = Counter(group for answer in answers["contrast + answer"] for hit in answer for group in hit)
+    print(f"\nhow often each group is named in the service's sentences (of {total} hits; "
+          f"over {FIRES_AT_MOST:.0%} is marked):")
+    for group, count in named.most_common():
+        print(f"  {group:<20} {count:>5} ({count / total:4.0%}){'  *' if count / total > FIRES_AT_MOST else ''}")
 
 
 if __name__ == "__main__":
