@@ -55,7 +55,7 @@ from devtools.localrun import ROOT, running
 from services.common import threads
 from services.common.upload import UPLOADS_PER_PEER
 from services.modelserver.session_config import cpu_has_fast_bf16
-from services.recommender.catalog.reader import CatalogSong, read_catalog, root_arguments, write_catalog
+from services.recommender.catalog.reader import CatalogSong, root_arguments, write_catalog
 
 DATA = ROOT.parent / "shared" / "data"
 # one thread inside each op; the model server keeps an inter-op pool as wide as its workers
@@ -111,14 +111,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def ingest(
-    catalog: Path, index_dir: Path, addresses: dict[str, str], workers: int, uploads: int
+    catalog: list[str], index_dir: Path, addresses: dict[str, str], workers: int, uploads: int
 ) -> tuple[float, float, str]:
-    """(wall seconds, client CPU seconds, last line of output)."""
-    command = [sys.executable, "-m", "services.recommender.catalog.ingest", "--catalog", str(catalog), "--index-dir",
+    """(wall seconds, client CPU seconds, last line of output); `catalog`: --catalog and --audio-root."""
+    command = [sys.executable, "-m", "services.recommender.catalog.ingest", *catalog, "--index-dir",
                str(index_dir), "--featurizer", addresses["featurizer"], "--classifier", addresses["classifier"],
                "--workers", str(workers), "--uploads", str(uploads),
-               "--strict",  # a song refused fails the bench, never skews it
-               *root_arguments(read_catalog(catalog, [Path("/")])[0])]  # the bench's own catalog
+               "--strict"]  # a song refused fails the bench, never skews it
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     wall = time.perf_counter() - started
@@ -151,7 +150,7 @@ class Configuration:
         cl = stack.enter_context(running("services.classifier", {**models, "TF_SERVING_ADDR": ms.address}, tmp))
         self.procs = {"model server": ms, "featurizer": fz, "classifier": cl}
 
-    def run(self, catalog: Path, index_dir: Path, songs: int, workers: int) -> tuple[float, dict[str, float]]:
+    def run(self, catalog: list[str], index_dir: Path, songs: int, workers: int) -> tuple[float, dict[str, float]]:
         """(songs/s, {part: CPU ms per song}) of one ingestion into index_dir."""
         before = {k: cpu_seconds(p.process.pid) for k, p in self.procs.items()}
         client_before = os.times().children_user + os.times().children_system
@@ -198,8 +197,8 @@ def main() -> None:
     rows: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
         tmp = Path(name)
-        catalog = tmp / "catalog.csv"
-        write_catalog(catalog, clips)
+        write_catalog(tmp / "catalog.csv", clips)
+        catalog = ["--catalog", str(tmp / "catalog.csv"), *root_arguments(clips)]
         for config in configs:  # every configuration's services up front, idle until their turn
             config.start(stack, tmp)
         print(f"fold models: before = {args.before_models}, deployed = {shipped}")

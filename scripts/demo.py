@@ -27,7 +27,7 @@ from musicrec.v1 import recommender_pb2, recommender_pb2_grpc
 from services.common.transport import sync_channel
 from services.common.upload import split_chunks
 from services.recommender.catalog import ingest
-from services.recommender.catalog.reader import read_catalog, root_arguments, write_catalog
+from services.recommender.catalog.reader import root_arguments, write_catalog
 
 GTZAN = ROOT.parent / "shared" / "data" / "gtzan_mini" / "genres"
 FULL_SONGS = ROOT.parent / "shared" / "data" / "full_songs"
@@ -35,12 +35,12 @@ TAGGED = "jazz_j1"  # the full song whose mp3 carries ID3 tags
 WORK = ROOT / "var" / "demo"
 
 
-def demo_catalog(data: Path, work: Path) -> tuple[Path, str, Path]:
-    """(catalog CSV, a song id to query, a file to upload)."""
+def demo_catalog(data: Path, work: Path) -> tuple[Path, list[str], str, Path]:
+    """(catalog CSV, its --audio-root arguments, a song id to query, a file to upload)."""
     if data == GTZAN and GTZAN.is_dir():
-        path = work / "catalog.csv"
-        write_catalog(path, folder_catalog(GTZAN) + manifest_catalog(FULL_SONGS))
-        return path, "disco.00004", GTZAN / "classical" / "classical.00007.wav"
+        path, songs = work / "catalog.csv", folder_catalog(GTZAN) + manifest_catalog(FULL_SONGS)
+        write_catalog(path, songs)
+        return path, root_arguments(songs), "disco.00004", GTZAN / "classical" / "classical.00007.wav"
     if data != GTZAN:
         songs = folder_catalog(data)
         if not songs:
@@ -50,12 +50,12 @@ def demo_catalog(data: Path, work: Path) -> tuple[Path, str, Path]:
         genres = sorted({s.genre for s in songs})
         query = next(s for s in songs if s.genre == genres[len(genres) // 2])
         other = [s for s in songs if s.genre == genres[0]][-1]
-        return path, query.id, other.audio_path
+        return path, root_arguments(songs), query.id, other.audio_path
     print(f"(no real music at {GTZAN}: using a synthetic catalog; see ../shared/data/README.md)")
     from tests.synth import write_synthetic_catalog
 
     path = write_synthetic_catalog(work / "synthetic")
-    return path, "beats-02", work / "synthetic" / "chirps-03.wav"
+    return path, [], "beats-02", work / "synthetic" / "chirps-03.wav"  # its audio lies beside it
 
 
 def song_cells(s) -> str:
@@ -152,7 +152,7 @@ def main() -> int:
     args = parser.parse_args()
     work = WORK if args.data == GTZAN else WORK / args.data.resolve().parent.name
     work.mkdir(parents=True, exist_ok=True)
-    catalog, song_id, upload_path = demo_catalog(args.data, work)
+    catalog, roots, song_id, upload_path = demo_catalog(args.data, work)
     index_dir = work / "index"
     with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
         tmp = Path(name)
@@ -170,7 +170,6 @@ def main() -> int:
         cl = stack.enter_context(running("services.classifier", config, tmp))
         print(f"indexing {catalog} ...")
         addresses = ["--featurizer", fz.address, "--classifier", cl.address]
-        roots = root_arguments(read_catalog(catalog, [Path("/")])[0])  # the demo's own catalog: its folders
         code = ingest.main(["--catalog", str(catalog), "--index-dir", str(index_dir), *addresses, *roots])
         if code:
             return code

@@ -69,12 +69,8 @@ async def _checked(messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 async def _only(messages: AsyncIterator[Any], method: str) -> Any:
     """The one message of a unary call read through the streaming handler."""
-    checked = _checked(messages)
-    try:
-        async for message in checked:
-            return message
-    finally:
-        await checked.aclose()
+    async for message in _checked(messages):
+        return message
     raise invalid(f"{method} takes one request message and none arrived")
 
 

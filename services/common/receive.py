@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from services.common.config import Setting
 from services.common.errors import busy
-from services.common.transport import message_limit_bytes
+from services.common.transport import MAX_MESSAGE_MB, MiB, message_limit_bytes
 
 KiB = 1024
 SMALL_MESSAGE_KB = 1536
@@ -46,7 +46,7 @@ CONCURRENT_CALLS = Setting("MAX_CONCURRENT_CALLS", MAX_CONCURRENT_CALLS, "all",
 class ReceiveLimits:
     large_methods: frozenset[str] = frozenset()
     small_bytes: int = SMALL_MESSAGE_KB * KiB
-    large_bytes: int = 32 * 1024 * KiB
+    large_bytes: int = MAX_MESSAGE_MB.default * MiB
     large_at_once: int = LARGE_REQUESTS_AT_ONCE
     max_calls: int = MAX_CONCURRENT_CALLS
     wait_seconds: float = ADMISSION_WAIT_SECONDS
@@ -68,7 +68,7 @@ class ReceiveLimits:
 
     def for_method(self, method: str) -> int:
         """The largest request message `method` accepts, in bytes."""
-        return self.large_bytes if method in self.large_methods else self.small_bytes
+        return self.large_bytes if self.is_large(method) else self.small_bytes
 
     @property
     def bound_bytes(self) -> int:
@@ -80,7 +80,7 @@ class ReceiveLimits:
         """A turn for the call, before its body is read; RESOURCE_EXHAUSTED when none comes."""
         if inflight > self.max_calls:
             raise busy(f"{inflight - 1} calls are in progress (MAX_CONCURRENT_CALLS); retry with backoff")
-        if method not in self.large_methods:
+        if not self.is_large(method):
             yield Turn(None, self.small_bytes)
             return
         if self._turns is None:

@@ -23,7 +23,7 @@ import grpc
 
 from services.common.errors import ServiceError, exhausted, invalid
 from services.common.predict_batch import MAX_PREDICT_BATCH
-from services.common.upload import UPLOADS_PER_PEER
+from services.common.upload import MAX_UPLOAD_MB, UPLOADS_PER_PEER
 from services.recommender.catalog.tags import read_tags
 from services.recommender.search.routing import from_classification
 from services.recommender.upstream import Upstream, with_backoff
@@ -161,7 +161,7 @@ class BatchedClassifier:
                                     return_exceptions=True)
 
 
-MAX_FILE_MB = 64  # as the featurizer's MAX_UPLOAD_MB
+MAX_FILE_MB = MAX_UPLOAD_MB.default  # a larger file the featurizer would refuse anyway
 
 
 def read_audio_file(path: Path, max_bytes: int) -> bytes:

@@ -10,7 +10,6 @@ SEARCH_TIMEOUT_SECONDS without one) passes, or CANCELLED when the caller goes aw
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,11 +32,10 @@ QUEUE = Setting("SEARCH_QUEUE", SEARCH_QUEUE, "recommender",
 TIMEOUT = Setting("SEARCH_TIMEOUT_SECONDS", SEARCH_TIMEOUT_SECONDS, "recommender",
                   "a search's budget when the caller set no shorter deadline; past it, or when the caller cancels, "
                   "the work stops")
-# how often a search thread hands the interpreter back to the event loop (Python: 5 ms)
-SWITCH_SECONDS = 0.001
-# A search thread also pauses YIELD_SECONDS every YIELD_EVERY_SECONDS of work: numpy releases and
+# A search thread pauses YIELD_SECONDS every YIELD_EVERY_SECONDS of work: numpy releases and
 # retakes the interpreter lock in every small operation, and a thread that retakes it that often
-# never receives the switch request, so the event loop waited up to 150 ms for its turn.
+# never receives the switch request, so the event loop waited up to 150 ms for its turn (a
+# shorter sys.setswitchinterval did not help; the pause does).
 YIELD_EVERY_SECONDS = 0.005
 YIELD_SECONDS = 0.0002
 
@@ -75,7 +73,6 @@ class Compute:
     def __init__(self, workers: int = SEARCH_WORKERS, queue: int = SEARCH_QUEUE,
                  timeout: float = SEARCH_TIMEOUT_SECONDS) -> None:
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="search")
-        sys.setswitchinterval(SWITCH_SECONDS)
         self._capacity = max(1, workers) + max(0, queue)
         self._running = 0
         self.timeout = timeout

@@ -54,9 +54,9 @@ def find_path(
     """`count` songs from start toward end, each closer to end than the one before; then, with
     include_target, end itself as the last step (whatever the floor: the path arrives), also
     when fewer than `count` songs qualified between (the shortfall says so)."""
-    a, b = index_set.unit_rows([start, end])
-    ends = {index_set.songs[start].id, index_set.songs[end].id}
     reads = AnswerReads(index_set)
+    a, b = reads.units([start, end])
+    ends = {reads.song(start).id, reads.song(end).id}
     rules = Rules(reads, options, ends, np.stack([a, b]), cap_artists=False)
     t = np.arange(1, count + 1)[:, None] / (count + 1)
     waypoints = normalise_rows((1 - t) * a + t * b)  # [count, F]
@@ -67,7 +67,7 @@ def find_path(
     while True:
         budget.check()
         pool = _pool(nearest, want)
-        chain = _PathSearch(index_set, rules, start, end, waypoints, pool, budget).run()
+        chain = _PathSearch(rules, start, end, waypoints, pool, budget).run()
         if len(chain) == count or want >= min(total, most):
             break
         want = min(4 * want, most)
@@ -116,10 +116,9 @@ class _PathSearch:
     NODE_BUDGET = 5000
 
     def __init__(
-        self, index_set: IndexSet, rules: Rules, start: int, end: int, waypoints: np.ndarray, pool: np.ndarray,
-        budget: Budget = UNLIMITED,
+        self, rules: Rules, start: int, end: int, waypoints: np.ndarray, pool: np.ndarray, budget: Budget = UNLIMITED
     ) -> None:
-        self.index_set, self.rules, self.start, self.budget = index_set, rules, start, budget
+        self.rules, self.start, self.budget = rules, start, budget
         self.pool = pool
         self.rows = np.concatenate([[start], pool]).astype(np.int64)  # position 0 is the start song
         self.units = rules.reads.units(self.rows)  # [1 + pool, F]

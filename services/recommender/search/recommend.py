@@ -106,13 +106,9 @@ class _Search:
         self.rules = Rules(self.reads, query.options, {s.song_id for s in query.seeds if s.song_id}, self.units)
         self.blocked: dict[int, str] = {}
 
-    def unit_rows(self, rows) -> np.ndarray:
-        """[rows, F] unit vectors of catalog rows, read once per answer."""
-        return self.reads.units(rows)
-
     def similarities(self, rows) -> np.ndarray:
         """[rows, seeds] exact cosine similarities."""
-        return self.unit_rows(rows) @ self.units.T
+        return self.reads.units(rows) @ self.units.T
 
     def candidates(self, routes: list[Route], want: int) -> list[tuple[float, int, float]]:
         """(merge score, row, similarity) of the routes' nearest songs to any probe, best first."""
@@ -163,7 +159,7 @@ class _Search:
         scores = np.array([score for score, _, _ in pool])
         lam = options.diversity
         nearest_chosen = np.full(len(pool), -1.0)
-        pool_units = self.unit_rows([row for _, row, _ in pool]) if lam else None
+        pool_units = self.reads.units([row for _, row, _ in pool]) if lam else None
         if lam:
             for row, _ in base:
                 nearest_chosen = np.maximum(nearest_chosen, pool_units @ self.reads.unit(row))
